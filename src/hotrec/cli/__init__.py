@@ -1,0 +1,1 @@
+"""The `hotrec` command line: one module per subcommand."""

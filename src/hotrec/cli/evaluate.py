@@ -1,0 +1,42 @@
+"""`hotrec eval`: evaluate a run's checkpoint on a split of its (or another) dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from hotrec.cli.report import print_results
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a trained run",
+        description="Load RUN/checkpoint.pt and report AUC, log loss and accuracy on a split.",
+    )
+    p.add_argument("run_dir", type=Path, metavar="RUN", help="run directory of hotrec train")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--data", type=Path, default=None, help="dataset (default: the run's)")
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hotrec.training.trainer import resume_run
+
+    overrides = {"train": {"device": args.device}}
+    if args.data:
+        overrides["data"] = {"path": str(args.data)}
+    trainer = resume_run(args.run_dir, overrides)
+    metrics = trainer.eval_split(args.split)
+    if metrics is None:
+        from hotrec.errors import HotrecError
+
+        raise HotrecError(f"the dataset has no {args.split!r} split")
+    if args.json:
+        print(json.dumps({"split": args.split, "step": trainer.state.step, **metrics}))
+    else:
+        print_results({args.split: metrics}, title=f"hotrec eval: {args.run_dir} ({args.split})")
+    return 0

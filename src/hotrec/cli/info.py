@@ -1,0 +1,62 @@
+"""`hotrec info`: schema, split sizes, cardinalities and popularity skew of a dataset."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from hotrec.data.format import open_dataset
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "info",
+        help="describe a dataset directory",
+        description="Print the schema, split sizes, table cardinalities and a skew summary (share "
+        "of lookups covered by the top 1%% / 10%% of rows per table, on the training split).",
+    )
+    p.add_argument("dataset", type=Path, help="dataset directory")
+    p.add_argument(
+        "--max-rows",
+        type=int,
+        default=2_000_000,
+        help="rows scanned for the skew summary (0 = all)",
+    )
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hotrec.data.stats import skew_summary
+
+    ds = open_dataset(args.dataset)
+    console = Console()
+    meta = ds.meta
+    console.print(f"[bold]{ds.path}[/bold]  source: {meta.get('source', '?')}")
+    splits = ", ".join(f"{k} {v:,}" for k, v in meta["splits"].items())
+    console.print(f"splits: {splits}")
+    console.print(f"dense features ({ds.schema.num_dense}): {', '.join(ds.schema.dense_names)}")
+    rows = meta.get("rows")
+    if rows:
+        console.print(
+            f"input rows: read {rows['rows_read']:,}, written {rows['rows_written']:,}, "
+            f"rejected {rows['rows_rejected']:,} {rows.get('rejected') or ''}"
+        )
+    table = Table(title=f"{ds.schema.num_tables} tables, {ds.schema.total_rows:,} rows in all")
+    for col in ("table", "rows", "seen", "top 1% share", "top 10% share"):
+        table.add_column(col, justify="right")
+    summary = skew_summary(ds, "train", args.max_rows or None)
+    for s in summary:
+        table.add_row(
+            s["name"],
+            f"{s['rows']:,}",
+            f"{s['distinct']:,}",
+            f"{s['top1_share']:.1%}",
+            f"{s['top10_share']:.1%}",
+        )
+    console.print(table)
+    if summary and summary[0].get("scanned_rows") is not None:
+        console.print(f"skew computed on the first {summary[0]['scanned_rows']:,} training rows")
+    return 0

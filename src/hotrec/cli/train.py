@@ -1,0 +1,107 @@
+"""`hotrec train`: train a DLRM on a prepared dataset, or resume an interrupted run."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from hotrec.cli.report import console, print_results
+from hotrec.config import PRESETS, load_config
+from hotrec.errors import HotrecError
+
+# Shortcut flags -> config fields (anything else: --set section.key=value).
+SHORTCUTS = {
+    "epochs": "train.epochs",
+    "max_steps": "train.max_steps",
+    "batch_size": "data.batch_size",
+    "lr": ("optim.sparse_lr", "optim.dense_lr"),
+    "interaction": "model.interaction",
+    "embedding_dim": "model.embedding_dim",
+    "eval_every": "train.eval_every",
+    "checkpoint_every": "train.checkpoint_every",
+    "device": "train.device",
+    "seed": "train.seed",
+    "threads": "train.threads",
+}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model (or --resume a run)",
+        description="Train a DLRM on a dataset directory. Configuration = defaults <- --preset <- "
+        "shortcut flags <- --set section.key=value. The run directory gets config.json, "
+        "metrics.jsonl, checkpoint.pt (written atomically) and result.json. Ctrl-C stops after "
+        "the current step and saves a checkpoint; --resume RUN continues and ends with exactly "
+        "the parameters of an uninterrupted run.",
+    )
+    p.add_argument("--data", type=Path, help="dataset directory (hotrec prepare / synth)")
+    p.add_argument("--preset", default=None, help=f"{' | '.join(PRESETS)} or a TOML file")
+    p.add_argument("--run-dir", type=Path, default=None, help="run directory (default runs/<time>)")
+    p.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in this directory")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    add_shortcuts(p)
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any config field, e.g. --set model.top_mlp=[256,1]",
+    )
+    p.set_defaults(run=run)
+
+
+def add_shortcuts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--epochs", type=int, help="passes over the training split")
+    p.add_argument("--max-steps", type=int, help="stop after this many steps in total")
+    p.add_argument("--batch-size", type=int, help="training mini-batch size")
+    p.add_argument("--lr", type=float, help="learning rate of embeddings and MLPs")
+    p.add_argument("--interaction", choices=("dot", "cat"), help="feature interaction")
+    p.add_argument("--embedding-dim", type=int, help="embedding width D")
+    p.add_argument("--eval-every", type=int, help="validate every N steps (0 = at the end)")
+    p.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the MLPs run")
+    p.add_argument("--seed", type=int, help="seed of initialization and shuffling")
+    p.add_argument("--threads", type=int, help="torch intra-op threads")
+
+
+def shortcut_overrides(args: argparse.Namespace) -> list[str]:
+    out = []
+    for flag, fields in SHORTCUTS.items():
+        value = getattr(args, flag, None)
+        if value is None:
+            continue
+        for f in (fields,) if isinstance(fields, str) else fields:
+            out.append(f"{f}={value!r}" if isinstance(value, str) else f"{f}={value}")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from hotrec.training.trainer import resume_run, start_run
+
+    overrides = shortcut_overrides(args) + list(args.overrides)
+    if args.resume:
+        changes = load_config(None, overrides).to_dict()
+        given = {o.split("=", 1)[0] for o in overrides}
+        picked: dict = {}
+        for key in given:
+            section, name = key.split(".", 1)
+            picked.setdefault(section, {})[name] = changes[section][name]
+        if args.data:
+            picked.setdefault("data", {})["path"] = str(args.data)
+        trainer = resume_run(args.resume, picked)
+        console.print(f"resuming {args.resume} at step {trainer.state.step}")
+    else:
+        if args.data is None:
+            raise HotrecError("--data DIR is required (or --resume RUN)")
+        cfg = load_config(args.preset, [f"data.path={str(args.data)!r}"] + overrides)
+        run_dir = args.run_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+        trainer = start_run(cfg, run_dir, overwrite=args.overwrite)
+        console.print(f"run directory: {run_dir}")
+    result = trainer.fit()
+    print_results(result, title=f"hotrec train: {trainer.run_dir}")
+    if result["stopped"] == "interrupted":
+        console.print(f"checkpoint saved; continue with: hotrec train --resume {trainer.run_dir}")
+    return 0

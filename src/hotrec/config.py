@@ -1,0 +1,148 @@
+"""Frozen configuration dataclasses, TOML presets and `section.key=value` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from hotrec.errors import HotrecError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: str = ""  # dataset directory written by `hotrec prepare` or `hotrec synth`
+    batch_size: int = 1024  # training mini-batch size
+    eval_batch_size: int = 16384  # mini-batch size for val/test evaluation
+    shuffle: bool = True  # per-epoch seeded permutation of batch-sized blocks
+    prefetch: int = 4  # batches prepared ahead by the background thread (0 = inline)
+    max_eval_rows: int = 0  # rows used by periodic validation (0 = the whole split)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    embedding_dim: int = 16  # D, the width of every embedding row
+    bottom_mlp: tuple[int, ...] = (512, 256, 64, 16)  # dense tower; last layer must equal D
+    top_mlp: tuple[int, ...] = (512, 256, 1)  # over-arch; last layer must be 1 (the logit)
+    interaction: str = "dot"  # dot | cat
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    sparse: str = "sgd"  # embedding-row optimizer: sgd | adagrad (row-wise)
+    sparse_lr: float = 0.1  # learning rate of the embedding rows
+    dense: str = "sgd"  # MLP optimizer: sgd | adagrad | adam
+    dense_lr: float = 0.1  # learning rate of the MLPs
+    eps: float = 1e-8  # epsilon of Adagrad / Adam
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 1  # passes over the training split
+    max_steps: int = 0  # stop after this many optimizer steps in total (0 = no limit)
+    eval_every: int = 0  # validate every N steps (0 = only at the end)
+    log_every: int = 100  # write a train record to metrics.jsonl every N steps
+    checkpoint_every: int = 1000  # write a checkpoint every N steps (0 = only at the end)
+    seed: int = 0  # seeds initialization and shuffling
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch intra-op threads (0 = torch's default)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PRESETS = ("criteo-kaggle", "criteo-terabyte", "tiny")
+
+
+def preset_path(name: str) -> Path:
+    """Path of a bundled preset TOML."""
+    return Path(str(resources.files("hotrec") / "configs" / f"{name}.toml"))
+
+
+def load_config(preset: str | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults <- preset (bundled name or TOML path) <- `section.key=value` overrides."""
+    raw: dict = {}
+    if preset:
+        path = preset_path(preset) if preset in PRESETS else Path(preset)
+        if not path.is_file():
+            raise HotrecError(
+                f"unknown preset {preset!r}: use one of {', '.join(PRESETS)} or a TOML path"
+            )
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise HotrecError(f"{path}: invalid TOML: {e}") from None
+    for item in overrides or []:
+        section, key, value = _parse_override(item)
+        raw.setdefault(section, {})[key] = value
+    return config_from_dict(raw)
+
+
+def config_from_dict(raw: dict) -> RunConfig:
+    """Build a RunConfig from nested dicts, rejecting unknown sections and keys."""
+    parts = {}
+    for f in dataclasses.fields(RunConfig):
+        cls = typing.get_type_hints(RunConfig)[f.name]
+        parts[f.name] = _build(cls, raw.get(f.name, {}), f.name)
+    unknown = set(raw) - set(parts)
+    if unknown:
+        raise HotrecError(f"unknown config section(s): {', '.join(sorted(unknown))}")
+    return RunConfig(**parts)
+
+
+def _build(cls: type, values: dict, section: str):
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        if key not in hints:
+            known = ", ".join(hints)
+            raise HotrecError(f"unknown option {section}.{key} (known: {known})")
+        kwargs[key] = _coerce(value, hints[key], f"{section}.{key}")
+    return cls(**kwargs)
+
+
+def _coerce(value, hint, name: str):
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise HotrecError(f"{name} must be a list, got {value!r}")
+        return tuple(_coerce(v, typing.get_args(hint)[0], name) for v in value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is bool and not isinstance(value, bool):
+        raise HotrecError(f"{name} must be true or false, got {value!r}")
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise HotrecError(f"{name} must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def _parse_override(item: str) -> tuple[str, str, object]:
+    """'model.embedding_dim=32' -> ('model', 'embedding_dim', 32); bare words become strings."""
+    if "=" not in item or "." not in item.split("=", 1)[0]:
+        raise HotrecError(f"override {item!r} must look like section.key=value")
+    dotted, text = item.split("=", 1)
+    section, key = dotted.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()
+    return section, key, value
+
+
+def replace(cfg: RunConfig, **sections: dict) -> RunConfig:
+    """Copy of cfg with some fields of some sections changed: replace(cfg, train={"epochs": 2})."""
+    parts = {
+        name: dataclasses.replace(getattr(cfg, name), **vals) for name, vals in sections.items()
+    }
+    return dataclasses.replace(cfg, **parts)

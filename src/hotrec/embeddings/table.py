@@ -1,0 +1,50 @@
+"""The plain table representation over the fused store (baseline placement: rows on host)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hotrec.embeddings.store import EmbeddingStore
+
+
+class TableEmbedding(nn.Module):
+    """sparse [B, T] per-table ids -> [B, T, D], one row per feature from the fused store.
+
+    Rows are gathered where the store lives and copied to `out_device`. In training the
+    result is a leaf that requires grad; after backward, `step()` hands (rows, grads) of
+    every lookup since the last step to the store's sparse optimizer.
+    """
+
+    def __init__(self, store: EmbeddingStore, table_offsets: torch.Tensor) -> None:
+        super().__init__()
+        self.store = store
+        self.register_buffer("offsets", torch.as_tensor(table_offsets, dtype=torch.int64))
+        self.out_device: torch.device | None = None  # None = the store's device
+        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    @property
+    def num_features(self) -> int:
+        return self.offsets.shape[0]
+
+    def forward(self, sparse: torch.Tensor) -> torch.Tensor:
+        rows = (sparse.to(self.offsets.device) + self.offsets).reshape(-1)  # [B*T]
+        out = self.store.gather(rows)  # [B*T, D]
+        if self.out_device is not None:
+            out = out.to(self.out_device, non_blocking=True)
+        out = out.view(sparse.shape[0], sparse.shape[1], -1)  # [B, T, D]
+        if torch.is_grad_enabled() and self.training:
+            out.requires_grad_(True)
+            self._pending.append((rows, out))
+        return out
+
+    def step(self) -> None:
+        """Apply the sparse optimizer to every lookup made since the last step."""
+        for rows, out in self._pending:
+            if out.grad is not None:
+                self.store.update(rows, out.grad.reshape(rows.shape[0], -1))
+        self._pending.clear()
+
+    def zero_grad_pending(self) -> None:
+        """Forget lookups whose gradients will never be applied (e.g. after a failed step)."""
+        self._pending.clear()

@@ -1,0 +1,1 @@
+"""Networks: MLPs, feature interactions, the DLRM and preset builders."""

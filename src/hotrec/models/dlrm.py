@@ -1,0 +1,33 @@
+"""The DLRM: embeddings + bottom MLP + feature interaction + top MLP."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class DLRM(nn.Module):
+    """forward(dense [B, F_d], sparse [B, T]) -> logits [B]; the loss lives in the trainer."""
+
+    def __init__(
+        self,
+        embeddings: nn.Module,
+        bottom_mlp: nn.Module,
+        interaction: nn.Module,
+        top_mlp: nn.Module,
+    ) -> None:
+        super().__init__()
+        self.embeddings = embeddings
+        self.bottom_mlp = bottom_mlp
+        self.interaction = interaction
+        self.top_mlp = top_mlp
+
+    def forward(self, dense: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
+        x = self.bottom_mlp(dense)  # [B, D]
+        features = self.embeddings(sparse)  # [B, F, D]
+        z = self.interaction(x, features)  # [B, I]
+        return self.top_mlp(z).squeeze(1)  # [B]
+
+    def dense_parameters(self) -> list[nn.Parameter]:
+        """Parameters updated by the dense optimizer (embedding rows are buffers, updated sparsely)."""
+        return [p for p in self.parameters() if p.requires_grad]

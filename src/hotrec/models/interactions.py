@@ -1,0 +1,44 @@
+"""Feature interactions: (dense vector [B, D], feature vectors [B, F, D]) -> [B, out_features]."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+INTERACTIONS = ("dot", "cat")
+
+
+class DotInteraction(nn.Module):
+    """DLRM: pairwise dot products of all F+1 vectors (self-pairs excluded), plus the dense vector."""
+
+    def __init__(self, num_features: int, dim: int) -> None:
+        super().__init__()
+        n = num_features + 1
+        i, j = torch.tril_indices(n, n, offset=-1)
+        self.register_buffer("pairs", i * n + j)  # flat indices of the strict lower triangle
+        self.out_features = dim + self.pairs.shape[0]
+
+    def forward(self, dense: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        vectors = torch.cat([dense.unsqueeze(1), features], dim=1)  # [B, F+1, D]
+        gram = torch.bmm(vectors, vectors.transpose(1, 2))  # [B, F+1, F+1]
+        pairs = gram.flatten(1).index_select(1, self.pairs)  # [B, (F+1)F/2]
+        return torch.cat([dense, pairs], dim=1)
+
+
+class CatInteraction(nn.Module):
+    """Concatenate the dense vector and all feature vectors."""
+
+    def __init__(self, num_features: int, dim: int) -> None:
+        super().__init__()
+        self.out_features = (num_features + 1) * dim
+
+    def forward(self, dense: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        return torch.cat([dense, features.flatten(1)], dim=1)  # [B, (F+1)D]
+
+
+def make_interaction(name: str, num_features: int, dim: int) -> nn.Module:
+    if name == "dot":
+        return DotInteraction(num_features, dim)
+    if name == "cat":
+        return CatInteraction(num_features, dim)
+    raise ValueError(f"unknown interaction {name!r}; choose from {', '.join(INTERACTIONS)}")

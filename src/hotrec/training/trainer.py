@@ -1,0 +1,322 @@
+"""The training loop: BCE on logits, periodic validation, atomic checkpoints, exact resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from hotrec.config import RunConfig, config_from_dict
+from hotrec.data.format import Dataset, open_dataset
+from hotrec.data.loader import BatchLoader
+from hotrec.errors import HotrecError
+from hotrec.models.builders import build_dlrm
+from hotrec.models.dlrm import DLRM
+from hotrec.progress import format_rate, make_progress
+from hotrec.training import runlog
+from hotrec.training.checkpoint import load_checkpoint, save_checkpoint
+from hotrec.training.metrics import binary_metrics
+from hotrec.training.optim import build_dense_optimizer
+from hotrec.training.timers import StepTimer
+
+
+class NonFiniteLoss(HotrecError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # current epoch
+    batch: int = 0  # next batch index within the epoch
+    step: int = 0  # optimizer steps done
+    samples: int = 0  # training samples consumed
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise HotrecError("--device cuda asked for, but no CUDA device is available")
+    if name not in ("cpu", "cuda"):
+        raise HotrecError(f"unknown device {name!r}: use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def place_model(model: DLRM, device: torch.device) -> None:
+    """MLPs and interaction on `device`; embedding rows stay in host memory (baseline)."""
+    for name, child in model.named_children():
+        if name != "embeddings":
+            child.to(device)
+    model.embeddings.out_device = device
+
+
+@torch.no_grad()
+def evaluate(model: DLRM, loader: BatchLoader, device: torch.device) -> dict[str, float]:
+    """AUC / log loss / accuracy of `model` over every batch of `loader`."""
+    was_training = model.training
+    model.eval()
+    logits, labels = [], []
+    for batch in loader.epoch(0):
+        b = batch.to(device, non_blocking=True)
+        logits.append(model(b.dense, b.sparse).float().cpu())
+        labels.append(batch.label)
+    model.train(was_training)
+    if not logits:
+        return binary_metrics(torch.zeros(0), torch.zeros(0))
+    return binary_metrics(torch.cat(logits), torch.cat(labels))
+
+
+@contextmanager
+def stop_on_sigint():
+    """First Ctrl-C asks the loop to stop after the current step (with a checkpoint)."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if flag.is_set():  # second Ctrl-C: stop now
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        flag.set()
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class Trainer:
+    """Owns the model, optimizers, loaders and the run directory of one training run."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, dataset: Dataset | None = None) -> None:
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.dataset = dataset or open_dataset(cfg.data.path)
+        self.device = resolve_device(cfg.train.device)
+        if cfg.train.threads > 0:
+            torch.set_num_threads(cfg.train.threads)
+        self.model = build_dlrm(self.dataset.schema, cfg.model, cfg.optim, cfg.train.seed)
+        place_model(self.model, self.device)
+        self.dense_opt = build_dense_optimizer(
+            self.model.dense_parameters(), cfg.optim.dense, cfg.optim.dense_lr, cfg.optim.eps
+        )
+        d, pin = cfg.data, self.device.type == "cuda"
+        self.train_loader = BatchLoader(
+            self.dataset.split("train"), d.batch_size, d.shuffle, cfg.train.seed, d.prefetch, pin
+        )
+        self.state = TrainState()
+        self.timer = StepTimer(self.device)
+        self.timer.watch(self.model.embeddings, "embedding")
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "dense_optimizer": self.dense_opt.state_dict(),
+            "state": asdict(self.state),
+            "config": self.cfg.to_dict(),
+        }
+
+    def save(self) -> None:
+        with self.timer.section("checkpoint"):
+            save_checkpoint(self.run_dir / runlog.CHECKPOINT, self.checkpoint_state())
+
+    def restore(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.dense_opt.load_state_dict(ckpt["dense_optimizer"])
+        self.state = TrainState(**ckpt["state"])
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def eval_split(self, split: str, max_rows: int = 0) -> dict[str, float] | None:
+        if not self.dataset.has_split(split):
+            return None
+        d = self.cfg.data
+        loader = BatchLoader(
+            self.dataset.split(split), d.eval_batch_size, prefetch=d.prefetch, max_rows=max_rows
+        )
+        with self.timer.section("eval"):
+            return evaluate(self.model, loader, self.device)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def step(self, batch) -> float:
+        """One optimizer step on one batch; returns the loss (NonFiniteLoss before any update)."""
+        with self.timer.enclosing("mlp"):
+            logits = self.model(batch.dense, batch.sparse)
+            loss = F.binary_cross_entropy_with_logits(logits, batch.label)
+            value = loss.item()
+            if not math.isfinite(value):
+                self.model.embeddings.zero_grad_pending()
+                raise NonFiniteLoss(f"loss became {value} at step {self.state.step + 1}")
+            self.dense_opt.zero_grad(set_to_none=True)
+            loss.backward()
+        with self.timer.section("optimizer"):
+            self.dense_opt.step()
+            self.model.embeddings.step()
+        return value
+
+    def fit(self, should_stop: Callable[[TrainState], bool] | None = None) -> dict:
+        """Train until the configured epochs / max_steps, an interrupt, or should_stop(state)."""
+        cfg, st = self.cfg.train, self.state
+        log = runlog.MetricsLog(self.run_dir / runlog.METRICS, st.step if st.step else None)
+        total_steps = cfg.epochs * len(self.train_loader)
+        if cfg.max_steps:
+            total_steps = min(total_steps, cfg.max_steps)
+        reason, start, start_samples = "completed", time.perf_counter(), st.samples
+        loss_sum, loss_n = 0.0, 0
+        self.model.train()
+        with stop_on_sigint() as interrupted, make_progress() as bar:
+            task = bar.add_task("train", total=total_steps, completed=st.step, rate="", info="")
+            while st.epoch < cfg.epochs and reason == "completed":
+                batches = self.train_loader.epoch(st.epoch, st.batch)
+                while True:
+                    if cfg.max_steps and st.step >= cfg.max_steps:
+                        reason = "max_steps"
+                        break
+                    with self.timer.section("data"):
+                        batch = next(batches, None)
+                        if batch is not None:
+                            batch = batch.to(self.device, non_blocking=True)
+                    if batch is None:
+                        break
+                    try:
+                        loss = self.step(batch)
+                    except NonFiniteLoss as e:
+                        log.write({"kind": "error", "step": st.step + 1, "error": str(e)})
+                        raise NonFiniteLoss(f"{e}; {self._last_good()}") from None
+                    st.step, st.batch, st.samples = (
+                        st.step + 1,
+                        st.batch + 1,
+                        st.samples + len(batch),
+                    )
+                    loss_sum, loss_n = loss_sum + loss, loss_n + 1
+                    if st.step % cfg.log_every == 0 or st.step == total_steps:
+                        rate = (st.samples - start_samples) / (time.perf_counter() - start)
+                        log.write(self._train_record(loss_sum / loss_n, rate))
+                        bar.update(
+                            task,
+                            completed=st.step,
+                            rate=f"{rate:,.0f} samples/s",
+                            info=f"loss {loss_sum / loss_n:.4f}",
+                        )
+                        loss_sum, loss_n = 0.0, 0
+                    if cfg.eval_every and st.step % cfg.eval_every == 0:
+                        log.write(self._eval_record("val", self.cfg.data.max_eval_rows))
+                    if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0:
+                        self.save()
+                    if interrupted.is_set() or (should_stop and should_stop(st)):
+                        reason = "interrupted"
+                        break
+                batches.close() if hasattr(batches, "close") else None
+                if reason == "completed":
+                    st.epoch, st.batch = st.epoch + 1, 0
+        train_seconds = time.perf_counter() - start
+        self.save()
+        return self._finish(log, reason, train_seconds, st.samples - start_samples)
+
+    def _finish(self, log: runlog.MetricsLog, reason: str, seconds: float, samples: int) -> dict:
+        result = {
+            "stopped": reason,
+            "steps": self.state.step,
+            "epochs_done": self.state.epoch,
+            "samples": self.state.samples,
+            "wall_s": round(seconds, 3),
+            "samples_per_s": round(samples / seconds, 1) if seconds > 0 else 0.0,
+            "device": str(self.device),
+        }
+        if reason != "interrupted":
+            result["val"] = self._eval_record("val", 0, log)
+            result["test"] = self._eval_record("test", 0, log)
+        result["time_split_s"] = self.timer.split()
+        runlog.write_json_atomic(self.run_dir / runlog.RESULT, result)
+        return result
+
+    def _train_record(self, loss: float, rate: float) -> dict:
+        st = self.state
+        return {
+            "kind": "train",
+            "step": st.step,
+            "epoch": st.epoch,
+            "samples": st.samples,
+            "loss": round(loss, 6),
+            "samples_per_s": round(rate, 1),
+        }
+
+    def _eval_record(self, split: str, max_rows: int, log: runlog.MetricsLog | None = None):
+        metrics = self.eval_split(split, max_rows)
+        if metrics is None:
+            return None
+        record = {"kind": split, "step": self.state.step, "epoch": self.state.epoch, **metrics}
+        if log is not None:
+            log.write(record)
+        return record
+
+    def _last_good(self) -> str:
+        path = self.run_dir / runlog.CHECKPOINT
+        if not path.exists():
+            return "no checkpoint was written yet; lower the learning rate and start again"
+        step = torch.load(path, map_location="cpu", weights_only=False)["state"]["step"]
+        return (
+            f"last good checkpoint: {path} (step {step}); lower the learning rate or resume from it"
+        )
+
+
+def start_run(cfg: RunConfig, run_dir: Path, overwrite: bool = False) -> Trainer:
+    """A new run directory with the resolved config."""
+    run_dir = Path(run_dir)
+    if (run_dir / runlog.CHECKPOINT).exists() and not overwrite:
+        raise HotrecError(
+            f"{run_dir} already holds a run: use --resume to continue it or --overwrite"
+        )
+    dataset = open_dataset(cfg.data.path)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runlog.write_json_atomic(run_dir / runlog.CONFIG, cfg.to_dict())
+    return Trainer(cfg, run_dir, dataset)
+
+
+def resume_run(run_dir: Path, overrides: dict | None = None) -> Trainer:
+    """Reopen a run from its config.json and checkpoint; `overrides` may change train options."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / runlog.CONFIG
+    if not config_path.is_file():
+        raise HotrecError(f"{run_dir} is not a run directory (no {runlog.CONFIG})")
+    raw = json.loads(config_path.read_text())
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update(values)
+    cfg = config_from_dict(raw)
+    ckpt = load_checkpoint(run_dir / runlog.CHECKPOINT)
+    runlog.write_json_atomic(config_path, cfg.to_dict())
+    trainer = Trainer(cfg, run_dir)
+    trainer.restore(ckpt)
+    return trainer
+
+
+def load_model(run_dir: Path, device: str = "cpu") -> tuple[DLRM, RunConfig, dict]:
+    """The trained model of a run (for `hotrec eval`), its config and its saved state."""
+    run_dir = Path(run_dir)
+    trainer = resume_run(run_dir, {"train": {"device": device}})
+    trainer.model.eval()
+    return trainer.model, trainer.cfg, asdict(trainer.state)
+
+
+__all__ = [
+    "Trainer",
+    "TrainState",
+    "NonFiniteLoss",
+    "start_run",
+    "resume_run",
+    "evaluate",
+    "resolve_device",
+    "load_model",
+    "format_rate",
+]

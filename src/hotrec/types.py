@@ -1,0 +1,78 @@
+"""Core value types shared by every layer: the dataset schema and one mini-batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One categorical feature's embedding table."""
+
+    name: str  # feature name, e.g. "C1"
+    rows: int  # cardinality including the reserved id 0 (missing / rare)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What a dataset holds: dense feature names and one table per sparse feature."""
+
+    dense_names: tuple[str, ...]
+    tables: tuple[TableSpec, ...]
+
+    @property
+    def num_dense(self) -> int:
+        return len(self.dense_names)
+
+    @property
+    def num_tables(self) -> int:
+        return len(self.tables)
+
+    @property
+    def table_rows(self) -> list[int]:
+        return [t.rows for t in self.tables]
+
+    @property
+    def table_offsets(self) -> np.ndarray:
+        """Start of each table in the fused row space: global id = offset[t] + row."""
+        return np.concatenate([[0], np.cumsum(self.table_rows)[:-1]]).astype(np.int64)
+
+    @property
+    def total_rows(self) -> int:
+        return int(sum(self.table_rows))
+
+    def to_dict(self) -> dict:
+        return {
+            "dense": list(self.dense_names),
+            "tables": [{"name": t.name, "rows": t.rows} for t in self.tables],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Schema:
+        tables = tuple(TableSpec(t["name"], int(t["rows"])) for t in d["tables"])
+        return cls(dense_names=tuple(d["dense"]), tables=tables)
+
+
+@dataclass
+class Batch:
+    """One mini-batch. sparse holds per-table ids (not yet offset into the fused space)."""
+
+    dense: torch.Tensor  # [B, F_d] float32
+    sparse: torch.Tensor  # [B, T] int64
+    label: torch.Tensor  # [B] float32
+
+    def __len__(self) -> int:
+        return self.label.shape[0]
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        return Batch(
+            self.dense.to(device, non_blocking=non_blocking),
+            self.sparse.to(device, non_blocking=non_blocking),
+            self.label.to(device, non_blocking=non_blocking),
+        )
+
+    def pin_memory(self) -> Batch:
+        return Batch(self.dense.pin_memory(), self.sparse.pin_memory(), self.label.pin_memory())

@@ -1,0 +1,94 @@
+import json
+
+import pytest
+import torch
+
+from hotrec.config import load_config
+from hotrec.training import runlog
+from hotrec.training.trainer import NonFiniteLoss, resume_run, start_run
+
+
+def tiny_config(data, *extra):
+    return load_config("tiny", [f"data.path='{data}'", "train.checkpoint_every=7", *extra])
+
+
+def params(trainer):
+    return {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+
+@pytest.mark.parametrize("sparse_opt, dense_opt", [("sgd", "sgd"), ("adagrad", "adam")])
+def test_resume_ends_with_exactly_the_uninterrupted_parameters(
+    tmp_path, toy_dataset, sparse_opt, dense_opt
+):
+    cfg = tiny_config(
+        toy_dataset,
+        f"optim.sparse='{sparse_opt}'",
+        f"optim.dense='{dense_opt}'",
+        "optim.dense_lr=0.01",
+    )
+    full = start_run(cfg, tmp_path / "full")
+    full_result = full.fit()
+    assert full_result["stopped"] == "completed"
+
+    # Interrupt in the middle of epoch 1 (not on a checkpoint boundary), then resume.
+    part = start_run(cfg, tmp_path / "part")
+    result = part.fit(should_stop=lambda st: st.step == 11)
+    assert result["stopped"] == "interrupted" and result["steps"] == 11
+    resumed = resume_run(tmp_path / "part")
+    assert resumed.state.step == 11
+    resumed.fit()
+    a, b = params(full), params(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # The metrics log reads as if never interrupted: train records at the same steps.
+    steps = lambda run: [r["step"] for r in runlog.read_metrics(run) if r["kind"] == "train"]  # noqa: E731
+    assert steps(tmp_path / "part") == steps(tmp_path / "full")
+
+
+def test_training_beats_a_constant_predictor_and_writes_the_run_dir(tmp_path, toy_dataset):
+    trainer = start_run(tiny_config(toy_dataset, "train.eval_every=20"), tmp_path / "run")
+    result = trainer.fit()
+    import numpy as np
+
+    from hotrec.data.format import open_dataset
+
+    rate = float(np.mean(open_dataset(toy_dataset).split("test").label))
+    constant_logloss = -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate))
+    assert result["test"]["auc"] > 0.6  # a constant predictor has 0.5
+    assert result["test"]["logloss"] < constant_logloss
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert files == {"config.json", "metrics.jsonl", "checkpoint.pt", "result.json"}
+    kinds = {r["kind"] for r in runlog.read_metrics(tmp_path / "run")}
+    assert kinds == {"train", "val", "test"}
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model"]["embedding_dim"] == 8
+    assert set(result["time_split_s"]) >= {"data", "embedding", "mlp", "optimizer"}
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, toy_dataset):
+    trainer = start_run(tiny_config(toy_dataset), tmp_path / "run")
+    poison_at = 10
+
+    original = trainer.step
+
+    def step(batch):
+        if trainer.state.step + 1 == poison_at:
+            batch.dense[0, 0] = float("nan")
+        return original(batch)
+
+    trainer.step = step
+    with pytest.raises(NonFiniteLoss, match=r"loss became nan at step 10.*step 7"):
+        trainer.fit()
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert ckpt["state"]["step"] == 7
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert not list((tmp_path / "run").glob(".*tmp*"))
+
+
+def test_existing_run_needs_resume_or_overwrite(tmp_path, toy_dataset):
+    start_run(tiny_config(toy_dataset, "train.max_steps=2"), tmp_path / "run").fit()
+    from hotrec.errors import HotrecError
+
+    with pytest.raises(HotrecError, match="already holds a run"):
+        start_run(tiny_config(toy_dataset), tmp_path / "run")
