@@ -49,6 +49,7 @@ class TrainConfig:
     seed: int = 0  # seeds initialization and shuffling
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch intra-op threads (0 = torch's default)
+    precision: str = "fp32"  # fp32 | bf16 (autocast of MLPs/interaction; rows and loss stay fp32)
 
 
 @dataclass(frozen=True)

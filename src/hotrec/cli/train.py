@@ -23,6 +23,7 @@ SHORTCUTS = {
     "device": "train.device",
     "seed": "train.seed",
     "threads": "train.threads",
+    "precision": "train.precision",
 }
 
 
@@ -65,6 +66,11 @@ def add_shortcuts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the MLPs run")
     p.add_argument("--seed", type=int, help="seed of initialization and shuffling")
     p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        help="bf16 = mixed-precision MLPs (faster on AMX CPUs and GPUs)",
+    )
 
 
 def shortcut_overrides(args: argparse.Namespace) -> list[str]:

@@ -39,7 +39,9 @@ def apply_rows(
              (row-wise Adagrad as in FBGEMM / MLPerf DLRM: one accumulator per row)
     """
     if optimizer == "sgd":
-        weight.index_add_(0, rows, grads.to(weight.dtype), alpha=-lr)
+        # scatter_add_ with an expanded index is several times faster than index_add_ on CPU.
+        index = rows.unsqueeze(1).expand(-1, weight.shape[1])  # [n, D]
+        weight.scatter_add_(0, index, grads.to(weight.dtype) * -lr)
         return
     unique, summed = coalesce(rows, grads)  # [U], [U, D]
     acc = state.index_select(0, unique) + summed.pow(2).mean(dim=1)  # [U]

@@ -59,15 +59,29 @@ def place_model(model: DLRM, device: torch.device) -> None:
     model.embeddings.out_device = device
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(device: torch.device, precision: str):
+    """Mixed precision for the network when precision == "bf16" (AMX / tensor cores)."""
+    if precision not in PRECISIONS:
+        raise HotrecError(f"unknown precision {precision!r}: use {' or '.join(PRECISIONS)}")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 @torch.no_grad()
-def evaluate(model: DLRM, loader: BatchLoader, device: torch.device) -> dict[str, float]:
+def evaluate(
+    model: DLRM, loader: BatchLoader, device: torch.device, precision: str = "fp32"
+) -> dict[str, float]:
     """AUC / log loss / accuracy of `model` over every batch of `loader`."""
     was_training = model.training
     model.eval()
     logits, labels = [], []
     for batch in loader.epoch(0):
         b = batch.to(device, non_blocking=True)
-        logits.append(model(b.dense, b.sparse).float().cpu())
+        with autocast(device, precision):
+            out = model(b.dense, b.sparse)
+        logits.append(out.float().cpu())
         labels.append(batch.label)
     model.train(was_training)
     if not logits:
@@ -104,6 +118,7 @@ class Trainer:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.dataset = dataset or open_dataset(cfg.data.path)
         self.device = resolve_device(cfg.train.device)
+        autocast(self.device, cfg.train.precision)  # validates the option early
         if cfg.train.threads > 0:
             torch.set_num_threads(cfg.train.threads)
         self.model = build_dlrm(self.dataset.schema, cfg.model, cfg.optim, cfg.train.seed)
@@ -146,14 +161,15 @@ class Trainer:
             self.dataset.split(split), d.eval_batch_size, prefetch=d.prefetch, max_rows=max_rows
         )
         with self.timer.section("eval"):
-            return evaluate(self.model, loader, self.device)
+            return evaluate(self.model, loader, self.device, self.cfg.train.precision)
 
     # -- the loop ------------------------------------------------------------------------------
     def step(self, batch) -> float:
         """One optimizer step on one batch; returns the loss (NonFiniteLoss before any update)."""
         with self.timer.enclosing("mlp"):
-            logits = self.model(batch.dense, batch.sparse)
-            loss = F.binary_cross_entropy_with_logits(logits, batch.label)
+            with autocast(self.device, self.cfg.train.precision):
+                logits = self.model(batch.dense, batch.sparse)
+            loss = F.binary_cross_entropy_with_logits(logits.float(), batch.label)
             value = loss.item()
             if not math.isfinite(value):
                 self.model.embeddings.zero_grad_pending()
