@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # only annotations use torch: data preparation does not pay its import
+    import torch
 
 
 @dataclass(frozen=True)

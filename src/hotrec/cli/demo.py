@@ -9,7 +9,7 @@ from hotrec.cli.report import console, print_dataset_summary, print_results
 from hotrec.config import load_config
 
 # A scaled criteo-kaggle profile that trains in a few minutes on 2 cores.
-DEMO_ROWS = 1_400_000
+DEMO_ROWS = 4_000_000
 DEMO_SCALE = 0.01
 
 

@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from hotrec import __version__
-from hotrec.cli import demo, evaluate, info, prepare, synth, train
+from hotrec.cli import demo, evaluate, info, prepare, profile, synth, train
 from hotrec.errors import HotrecError
 
-COMMANDS = (synth, prepare, info, train, evaluate, demo)
+COMMANDS = (synth, prepare, info, profile, train, evaluate, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

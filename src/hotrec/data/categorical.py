@@ -42,7 +42,9 @@ class CountAccumulator:
                 self._merge(t)
 
     def _merge(self, t: int) -> None:
-        parts = self._pending[t] if self._merged[t] is None else [self._merged[t]] + self._pending[t]
+        parts = (
+            self._pending[t] if self._merged[t] is None else [self._merged[t]] + self._pending[t]
+        )
         if parts:
             self._merged[t] = pl.concat(parts).group_by("key").agg(pl.col("count").sum())
         self._pending[t], self._pending_rows[t] = [], 0
@@ -51,7 +53,9 @@ class CountAccumulator:
         """Columns key (int64), count (int64) for table t."""
         self._merge(t)
         if self._merged[t] is None:
-            return pl.DataFrame({"key": [], "count": []}, schema={"key": pl.Int64, "count": pl.Int64})
+            return pl.DataFrame(
+                {"key": [], "count": []}, schema={"key": pl.Int64, "count": pl.Int64}
+            )
         return self._merged[t]
 
 

@@ -1,7 +1,8 @@
 """Accounting of malformed input rows: counted per kind, or fatal with file:line in strict mode.
 
-Invariant every preparer keeps: rows_read == rows_written + rows_rejected. A row that is
-repaired (e.g. a CRLF line ending) is written and also counted under `repaired`.
+Invariant every preparer keeps: rows_read == rows_written + rows_rejected + rows_dropped. A row
+that is repaired (e.g. a CRLF line ending) is written and also counted under `repaired`; a
+well-formed row left out on purpose (e.g. negative down-sampling) is counted in `rows_dropped`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ from dataclasses import dataclass, field
 from hotrec.errors import MalformedInput
 
 # Kinds of malformed rows, as reported in meta.json.
-REJECT_KINDS = ("blank_line", "field_count", "bad_integer", "bad_hex", "bad_value", "truncated_last_line")
+REJECT_KINDS = (
+    "blank_line",
+    "field_count",
+    "bad_integer",
+    "bad_hex",
+    "bad_value",
+    "truncated_last_line",
+)
 REPAIR_KINDS = ("crlf",)
 
 
@@ -23,6 +31,7 @@ class RowReport:
     strict: bool = False
     rows_read: int = 0
     rows_written: int = 0
+    rows_dropped: int = 0  # well-formed rows left out on purpose (not malformed)
     rejected: Counter = field(default_factory=Counter)
     repaired: Counter = field(default_factory=Counter)
     first_example: dict = field(default_factory=dict)  # kind -> "file:line"
@@ -49,11 +58,11 @@ class RowReport:
         return sum(self.rejected.values())
 
     def check(self) -> None:
-        """Raise if the invariant rows_read == written + rejected is broken (a bug)."""
-        if self.rows_read != self.rows_written + self.rows_rejected:
+        """Raise if the invariant rows_read == written + rejected + dropped is broken (a bug)."""
+        if self.rows_read != self.rows_written + self.rows_rejected + self.rows_dropped:
             raise AssertionError(
                 f"row accounting broken: read {self.rows_read} != written {self.rows_written}"
-                f" + rejected {self.rows_rejected}"
+                f" + rejected {self.rows_rejected} + dropped {self.rows_dropped}"
             )
 
     def to_dict(self) -> dict:
@@ -61,6 +70,7 @@ class RowReport:
             "rows_read": self.rows_read,
             "rows_written": self.rows_written,
             "rows_rejected": self.rows_rejected,
+            "rows_dropped": self.rows_dropped,
             "rejected": dict(self.rejected),
             "repaired": dict(self.repaired),
             "first_example": dict(self.first_example),
@@ -68,7 +78,10 @@ class RowReport:
 
     def summary(self) -> str:
         """One line for the end of `hotrec prepare`."""
-        s = f"read {self.rows_read:,} rows, wrote {self.rows_written:,}, rejected {self.rows_rejected:,}"
+        s = f"read {self.rows_read:,} rows, wrote {self.rows_written:,}"
+        if self.rows_dropped:
+            s += f", dropped {self.rows_dropped:,}"
+        s += f", rejected {self.rows_rejected:,}"
         if self.rejected:
             s += " (" + ", ".join(f"{k}: {v:,}" for k, v in sorted(self.rejected.items())) + ")"
         if self.repaired:

@@ -1,0 +1,1 @@
+"""Where embedding rows live: popularity profiling, the hot set, and the device replica."""

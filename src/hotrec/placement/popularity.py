@@ -1,0 +1,478 @@
+"""Popularity profiling and the hot set: FAE's knob is a device-memory byte budget.
+
+The profiler counts lookups per global row (table_offset[t] + row, all tables in one fused
+row space) over a seeded sample of whole blocks of inputs (default 5% of the rows), so a
+memory-mapped split is read in a few long sequential slices. The hot set is the N most
+counted rows, N = budget_bytes // (dim * bytes_per_value), rows never seen left out and ties
+broken by the lower global id, so the same profile always gives the same hot set. Its
+coverage statistics say which share of the sampled lookups hit hot rows and which share of
+sampled inputs are hot (all of their lookups hot), the share FAE runs entirely on the device.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hotrec.errors import HotrecError
+from hotrec.placement.bytesize import format_bytes, parse_bytes
+from hotrec.progress import format_rate, make_progress
+
+__all__ = [
+    "HotSet",
+    "PopularityProfiler",
+    "access_cdf",
+    "format_bytes",
+    "hot_input_share_curve",
+    "parse_bytes",
+    "row_ranks",
+    "top_rows",
+]
+
+FORMAT_VERSION = 1  # of the saved hot-set .npz
+MAX_SHARE_INPUTS = 200_000  # sampled inputs kept (as global ids) to measure the hot-input share
+PROGRESS_MIN_ROWS = 1 << 20  # a progress bar is shown when at least this many rows are sampled
+NEVER = np.iinfo(np.int64).max  # rank of a row never seen: hot under no budget
+
+IdArray = np.ndarray | torch.Tensor
+
+
+class PopularityProfiler:
+    """Sampled access counts per global embedding row.
+
+    Parameters are stored as given; `fit` reads the sample and sets:
+    counts_ (int64 [R]) lookups per global row in the sample; sampled_inputs_ (int) inputs
+    counted; sampled_blocks_ (int); sample_global_ids_ (int64 [S, T]) global ids of a seeded
+    subsample of at most max_share_inputs of those inputs; table_offsets_ (int64 [T]),
+    table_rows_ (list[int]), table_names_ (list[str]).
+    """
+
+    def __init__(
+        self,
+        sample_fraction: float = 0.05,
+        seed: int = 0,
+        block_rows: int = 65536,
+        max_share_inputs: int = MAX_SHARE_INPUTS,
+    ) -> None:
+        self.sample_fraction = sample_fraction
+        self.seed = seed
+        self.block_rows = block_rows
+        self.max_share_inputs = max_share_inputs
+
+    def fit(
+        self,
+        sparse: np.ndarray,
+        table_rows: Sequence[int],
+        table_names: Sequence[str] | None = None,
+    ) -> PopularityProfiler:
+        """Count lookups of the sampled blocks of `sparse` ([N, T] per-table ids, memmap ok)."""
+        rows = [int(n) for n in table_rows]
+        names = [str(s) for s in table_names] if table_names is not None else None
+        names = names or [f"t{t}" for t in range(len(rows))]
+        self._check_args(sparse, rows, names)
+        offsets = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(np.int64)  # [T]
+        rng = np.random.default_rng(self.seed)
+        spans = _sample_spans(len(sparse), self.block_rows, self.sample_fraction, rng)
+        sampled = sum(b - a for a, b in spans)
+        keep = _subsample(sampled, self.max_share_inputs, rng)  # [S] positions in the sample
+        counter = _Counter(sum(rows))
+        kept: list[np.ndarray] = []
+        pos = 0
+        with _counting_progress(sampled) as advance:
+            for a, b in spans:
+                ids = _global_ids(np.asarray(sparse[a:b]), rows, offsets, names, a)  # [n, T]
+                counter.add(ids)
+                lo, hi = np.searchsorted(keep, [pos, pos + b - a])
+                kept.append(ids[keep[lo:hi] - pos])
+                pos += b - a
+                advance(b - a)
+        self.counts_ = counter.result()
+        self.sampled_inputs_ = sampled
+        self.sampled_blocks_ = len(spans)
+        self.sample_global_ids_ = np.concatenate(kept)
+        self.table_offsets_ = offsets
+        self.table_rows_ = rows
+        self.table_names_ = names
+        return self
+
+    def table_counts(self, t: int) -> np.ndarray:
+        """Sampled lookups per row of table t ([n_t], a view of counts_)."""
+        _check_fitted(self)
+        start = int(self.table_offsets_[t])
+        return self.counts_[start : start + self.table_rows_[t]]
+
+    def _check_args(self, sparse: np.ndarray, rows: list[int], names: list[str]) -> None:
+        if not 0 < self.sample_fraction <= 1:
+            raise HotrecError(f"sample fraction must be in (0, 1], got {self.sample_fraction}")
+        if self.block_rows < 1:
+            raise HotrecError(f"block_rows must be >= 1, got {self.block_rows}")
+        if self.max_share_inputs < 0:
+            raise HotrecError(f"max_share_inputs must be >= 0, got {self.max_share_inputs}")
+        if sparse.ndim != 2 or sparse.shape[1] != len(rows) or not rows:
+            raise HotrecError(
+                f"sparse ids of shape {tuple(sparse.shape)} do not match {len(rows)} tables"
+            )
+        if len(names) != len(rows):
+            raise HotrecError(f"{len(names)} table names for {len(rows)} tables")
+        if min(rows) < 1:
+            raise HotrecError(f"every table needs at least one row, got {rows}")
+        if len(sparse) == 0:
+            raise HotrecError("no inputs to profile (the split is empty)")
+
+
+class _Counter:
+    """np.bincount over global ids, batched so each [R]-long pass covers many lookups."""
+
+    def __init__(self, total_rows: int) -> None:
+        self.counts = np.zeros(total_rows, np.int64)
+        self.pending: list[np.ndarray] = []
+        self.pending_lookups = 0
+        self.flush_at = max(total_rows // 4, 1 << 22)
+
+    def add(self, ids: np.ndarray) -> None:
+        self.pending.append(ids.ravel())
+        self.pending_lookups += ids.size
+        if self.pending_lookups >= self.flush_at:
+            self._flush()
+
+    def result(self) -> np.ndarray:
+        self._flush()
+        return self.counts
+
+    def _flush(self) -> None:
+        if self.pending:
+            ids = np.concatenate(self.pending)
+            self.counts += np.bincount(ids, minlength=len(self.counts))
+        self.pending, self.pending_lookups = [], 0
+
+
+def _sample_spans(
+    n: int, block_rows: int, fraction: float, rng: np.random.Generator
+) -> list[tuple[int, int]]:
+    """Row ranges [a, b) of whole blocks chosen without replacement, in file order."""
+    blocks = -(-n // block_rows)
+    k = min(blocks, max(1, int(np.ceil(fraction * n / block_rows))))
+    chosen = np.sort(rng.choice(blocks, size=k, replace=False))
+    return [(int(i) * block_rows, min(n, (int(i) + 1) * block_rows)) for i in chosen]
+
+
+def _subsample(n: int, limit: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted positions of min(n, limit) of n sampled inputs, chosen without replacement."""
+    if n <= limit:
+        return np.arange(n, dtype=np.int64)
+    return np.sort(rng.choice(n, size=limit, replace=False)).astype(np.int64)
+
+
+def _global_ids(
+    ids: np.ndarray, rows: list[int], offsets: np.ndarray, names: list[str], first_row: int
+) -> np.ndarray:
+    """Per-table ids [n, T] -> global ids [n, T] int64, refusing ids outside their table."""
+    ids = ids.astype(np.int64)  # [n, T]
+    bad = (ids < 0) | (ids >= np.asarray(rows, np.int64))  # [n, T]
+    if bad.any():
+        r, t = (int(x) for x in np.argwhere(bad)[0])
+        raise HotrecError(
+            f"table {names[t]}: id {int(ids[r, t])} at input {first_row + r} is outside "
+            f"0..{rows[t] - 1}; the dataset is corrupt"
+        )
+    return ids + offsets
+
+
+@contextmanager
+def _counting_progress(total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar over `total` sampled rows when there are many; yields advance(n)."""
+    if total < PROGRESS_MIN_ROWS:
+        yield lambda n: None
+        return
+    with make_progress("rows") as bar:
+        task = bar.add_task("profile", total=total, rate="", info="counting lookups")
+        start, done = time.perf_counter(), [0]
+
+        def advance(n: int) -> None:
+            done[0] += n
+            rate = format_rate(done[0], time.perf_counter() - start, "rows")
+            bar.update(task, advance=n, rate=rate)
+
+        yield advance
+
+
+def _check_fitted(profiler: PopularityProfiler) -> None:
+    if not hasattr(profiler, "counts_"):
+        raise HotrecError("the popularity profiler is not fitted yet (call fit first)")
+
+
+def capacity_for(budget_bytes: int, dim: int, bytes_per_value: int = 4) -> int:
+    """Rows that fit the budget: budget_bytes // (dim * bytes_per_value)."""
+    if dim < 1 or bytes_per_value < 1:
+        raise HotrecError(f"dim and bytes per value must be >= 1, got {dim} and {bytes_per_value}")
+    if budget_bytes < 0:
+        raise HotrecError(f"the hot budget must be >= 0 bytes, got {budget_bytes}")
+    return int(budget_bytes) // (int(dim) * int(bytes_per_value))
+
+
+def top_rows(counts: np.ndarray, k: int) -> np.ndarray:
+    """Sorted ids of the k most counted rows (counts > 0 only; lower id first among equals)."""
+    seen = np.flatnonzero(counts)
+    if k >= len(seen):
+        return seen.astype(np.int64)
+    if k <= 0:
+        return np.zeros(0, np.int64)
+    c = counts[seen]
+    kth = np.partition(c, len(c) - k)[len(c) - k]  # the k-th largest count
+    above = seen[c > kth]
+    ties = seen[c == kth][: k - len(above)]  # seen is ascending: lower ids win ties
+    return np.sort(np.concatenate([above, ties])).astype(np.int64)
+
+
+def row_ranks(counts: np.ndarray) -> np.ndarray:
+    """Rank [R] of every row in hot order (top_rows(counts, k) = rows of rank < k); rows
+    never seen get NEVER."""
+    seen = np.flatnonzero(counts)
+    order = seen[np.argsort(-counts[seen], kind="stable")]
+    rank = np.full(len(counts), NEVER, np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    return rank
+
+
+def access_cdf(counts: np.ndarray, points: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(share of rows, share of lookups they take) for the most counted rows first, at up to
+    `points` geometrically spaced row counts (a CDF to plot on a log x axis)."""
+    n = len(counts)
+    if n == 0:
+        return np.zeros(0), np.zeros(0)
+    cum = np.cumsum(np.sort(counts)[::-1])  # [n]
+    top = np.unique(np.geomspace(1, n, max(2, points)).round().astype(np.int64))  # row counts
+    total = int(cum[-1])
+    shares = cum[top - 1] / total if total else np.zeros(len(top))
+    return top / n, shares
+
+
+class HotSet:
+    """The global rows kept on the device: rows[i] (sorted int64) lives in slot i."""
+
+    def __init__(
+        self,
+        rows: np.ndarray,
+        table_offsets: np.ndarray,
+        table_rows: Sequence[int],
+        table_names: Sequence[str],
+        stats: dict,
+    ) -> None:
+        self.rows = np.asarray(rows, np.int64)
+        self.table_offsets = np.asarray(table_offsets, np.int64)
+        self.table_rows = [int(n) for n in table_rows]
+        self.table_names = [str(s) for s in table_names]
+        self.stats = dict(stats)
+        self._device_rows: dict[torch.device, torch.Tensor] = {}
+
+    @classmethod
+    def from_profile(
+        cls, profiler: PopularityProfiler, budget_bytes: int, dim: int, bytes_per_value: int = 4
+    ) -> HotSet:
+        """The N most counted rows of a fitted profiler, N = budget_bytes // (dim * bytes)."""
+        _check_fitted(profiler)
+        capacity = capacity_for(budget_bytes, dim, bytes_per_value)
+        counts = profiler.counts_
+        hot = cls(
+            top_rows(counts, capacity),
+            profiler.table_offsets_,
+            profiler.table_rows_,
+            profiler.table_names_,
+            {},
+        )
+        sample = profiler.sample_global_ids_
+        hot.stats = {
+            "budget_bytes": int(budget_bytes),
+            "dim": int(dim),
+            "bytes_per_value": int(bytes_per_value),
+            "capacity": capacity,
+            "hot_rows": len(hot.rows),
+            "hot_bytes": len(hot.rows) * int(dim) * int(bytes_per_value),
+            "seen_rows": int(np.count_nonzero(counts)),
+            "total_rows": len(counts),
+            "hot_rows_per_table": dict(zip(hot.table_names, hot.rows_per_table(), strict=True)),
+            "lookup_share_per_table": _lookup_share_per_table(profiler, hot.rows),
+            "lookup_share": _share(int(counts[hot.rows].sum()), int(counts.sum())),
+            "input_share": _share(int(hot.hot_inputs(sample).sum()), len(sample)),
+            "sampled_inputs": int(profiler.sampled_inputs_),
+            "share_inputs": len(sample),
+            "sample_fraction": float(profiler.sample_fraction),
+            "seed": int(profiler.seed),
+        }
+        return hot
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def capacity(self) -> int:
+        return int(self.stats.get("capacity", len(self.rows)))
+
+    @property
+    def dim(self) -> int | None:
+        return self.stats.get("dim")
+
+    @property
+    def total_rows(self) -> int:
+        return int(sum(self.table_rows))
+
+    def rows_per_table(self) -> list[int]:
+        """Hot rows in each table."""
+        table = np.searchsorted(self.table_offsets, self.rows, side="right") - 1  # [N]
+        return [int(n) for n in np.bincount(table, minlength=len(self.table_rows))]
+
+    def to_global(self, sparse: IdArray) -> IdArray:
+        """Per-table ids [B, T] -> global ids [B, T] int64 (numpy or torch, as given)."""
+        if isinstance(sparse, torch.Tensor):
+            offsets = torch.as_tensor(self.table_offsets, device=sparse.device)
+            return sparse.long() + offsets
+        return np.asarray(sparse).astype(np.int64) + self.table_offsets
+
+    def slots(self, global_ids: IdArray) -> IdArray:
+        """Device slot of every global id, -1 where it is not hot (int64, same type/shape)."""
+        if isinstance(global_ids, torch.Tensor):
+            return self._slots_torch(global_ids)
+        ids = np.asarray(global_ids)
+        if len(self.rows) == 0:
+            return np.full(ids.shape, -1, np.int64)
+        pos = np.minimum(np.searchsorted(self.rows, ids), len(self.rows) - 1)
+        return np.where(self.rows[pos] == ids, pos, -1).astype(np.int64)
+
+    def is_hot(self, global_ids: IdArray) -> IdArray:
+        """Boolean mask: which global ids are hot."""
+        return self.slots(global_ids) >= 0
+
+    def hot_inputs(self, global_ids: IdArray) -> IdArray:
+        """Boolean [B]: inputs ([B, T] global ids) all of whose lookups are hot."""
+        hot = self.is_hot(global_ids)  # [B, T]
+        if isinstance(hot, torch.Tensor):
+            return hot.all(dim=1)
+        return hot.all(axis=1)
+
+    def slot_map(self) -> np.ndarray:
+        """Dense int64 [R] map: slot of every global row, -1 for cold rows."""
+        slot_of = np.full(self.total_rows, -1, np.int64)
+        slot_of[self.rows] = np.arange(len(self.rows), dtype=np.int64)
+        return slot_of
+
+    def check_compatible(self, table_rows: Sequence[int], dim: int) -> None:
+        """Raise HotrecError unless this hot set was profiled for these tables and this dim."""
+        if [int(n) for n in table_rows] != self.table_rows:
+            raise HotrecError(
+                "the hot set was profiled on other tables than the model's; rerun 'hotrec profile'"
+            )
+        if self.dim is not None and int(dim) != self.dim:
+            raise HotrecError(
+                f"the hot set was sized for embedding_dim {self.dim} but the model uses {dim}; "
+                f"rerun 'hotrec profile --dim {dim}'"
+            )
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write an .npz (rows, tables, stats as JSON) atomically: temp file, then rename."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(
+                    f,
+                    format_version=np.int64(FORMAT_VERSION),
+                    rows=self.rows,
+                    table_offsets=self.table_offsets,
+                    table_rows=np.asarray(self.table_rows, np.int64),
+                    table_names=np.asarray(self.table_names, dtype=str),
+                    stats=np.asarray(json.dumps(self.stats)),
+                )
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> HotSet:
+        """Read a hot set written by save, with a one-line error for a missing or bad file."""
+        path = Path(path)
+        if not path.is_file():
+            raise HotrecError(f"{path}: no such hot-set file (write one with 'hotrec profile')")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                version = int(z["format_version"])
+                if version != FORMAT_VERSION:
+                    raise HotrecError(f"{path}: unsupported hot-set format {version}")
+                return cls(
+                    z["rows"],
+                    z["table_offsets"],
+                    z["table_rows"].tolist(),
+                    z["table_names"].tolist(),
+                    json.loads(str(z["stats"])),
+                )
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+            raise HotrecError(f"{path} is not a hotrec hot-set file ({e})") from None
+
+    def _slots_torch(self, global_ids: torch.Tensor) -> torch.Tensor:
+        ids = global_ids.long().contiguous()
+        if len(self.rows) == 0:
+            return torch.full_like(ids, -1)
+        rows = self._rows_on(ids.device)
+        pos = torch.searchsorted(rows, ids).clamp_(max=len(self.rows) - 1)
+        return torch.where(rows[pos] == ids, pos, torch.full_like(pos, -1))
+
+    def _rows_on(self, device: torch.device) -> torch.Tensor:
+        if device not in self._device_rows:
+            self._device_rows[device] = torch.from_numpy(self.rows).to(device)
+        return self._device_rows[device]
+
+
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+def _lookup_share_per_table(profiler: PopularityProfiler, hot_rows: np.ndarray) -> dict:
+    """Per table name: share of its sampled lookups that hit hot rows."""
+    hot_counts = np.zeros_like(profiler.counts_)
+    hot_counts[hot_rows] = profiler.counts_[hot_rows]
+    out = {}
+    for t, name in enumerate(profiler.table_names_):
+        a = int(profiler.table_offsets_[t])
+        b = a + profiler.table_rows_[t]
+        out[name] = _share(int(hot_counts[a:b].sum()), int(profiler.counts_[a:b].sum()))
+    return out
+
+
+def hot_input_share_curve(
+    profiler: PopularityProfiler,
+    dim: int,
+    budgets_bytes: Sequence[int],
+    bytes_per_value: int = 4,
+) -> list[dict]:
+    """For each budget: capacity, hot rows, lookup share and input share of the hot set that
+    HotSet.from_profile would build. One pass: an input is hot under capacity c iff the
+    largest rank (row_ranks) among its lookups is < c."""
+    _check_fitted(profiler)
+    counts = profiler.counts_
+    seen_counts = np.sort(counts[counts > 0])[::-1]
+    cum = np.concatenate([[0], np.cumsum(seen_counts)])  # [seen + 1] lookups of the top k rows
+    sample = profiler.sample_global_ids_
+    worst = np.sort(row_ranks(counts)[sample].max(axis=1)) if len(sample) else np.zeros(0)  # [S]
+    curve = []
+    for budget in budgets_bytes:
+        capacity = capacity_for(budget, dim, bytes_per_value)
+        hot = min(capacity, len(seen_counts))
+        curve.append(
+            {
+                "budget_bytes": int(budget),
+                "capacity": capacity,
+                "hot_rows": hot,
+                "lookup_share": _share(int(cum[hot]), int(cum[-1])),
+                "input_share": _share(int(np.searchsorted(worst, capacity)), len(sample)),
+            }
+        )
+    return curve
