@@ -36,26 +36,24 @@ def print_dataset_summary(path: Path) -> None:
 
 
 def print_results(result: dict, title: str = "results") -> None:
-    """The results table: AUC, log loss, accuracy per split, then throughput and time split."""
+    """The results table: AUC, log loss, accuracy per split; training samples/s and wall time."""
+    trained = "samples_per_s" in result
+    extra = ("samples/s", "wall time") if trained else ()
     table = Table(title=title)
-    for col in ("split", "AUC", "log loss", "accuracy", "rows"):
+    for col in ("split", "AUC", "log loss", "accuracy", "rows", *extra):
         table.add_column(col, justify="right")
-    for split in ("val", "test"):
+    if trained:
+        rate, wall = f"{result['samples_per_s']:,.0f}", f"{result['wall_s']:.1f} s"
+        table.add_row("train", "", "", "", f"{result['samples']:,}", rate, wall)
+    for split in ("train", "val", "test"):
         m = result.get(split)
         if m:
-            table.add_row(
-                split,
-                f"{m['auc']:.4f}",
-                f"{m['logloss']:.4f}",
-                f"{m['accuracy']:.4f}",
-                f"{m['rows']:,}",
-            )
+            cells = (f"{m['auc']:.4f}", f"{m['logloss']:.4f}", f"{m['accuracy']:.4f}")
+            table.add_row(split, *cells, f"{m['rows']:,}", *("",) * len(extra))
     console.print(table)
-    if "samples_per_s" in result:
+    if trained:
         console.print(
-            f"trained {result['steps']:,} steps ({result['samples']:,} samples) on "
-            f"{result['device']} in {result['wall_s']:.1f} s: "
-            f"{result['samples_per_s']:,.0f} samples/s; stopped: {result['stopped']}"
+            f"{result['steps']:,} steps on {result['device']}; stopped: {result['stopped']}"
         )
     split = result.get("time_split_s")
     if split:
