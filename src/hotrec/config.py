@@ -53,11 +53,24 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class PlacementConfig:
+    schedule: str = "baseline"  # baseline | device_only | fae | hotline
+    hot_budget: str = "256MiB"  # device bytes for hot rows (fae, hotline); "64KiB", "1GiB", ...
+    hotset: str = ""  # a saved hot set (hotrec profile --out); empty = profile at start
+    sample_fraction: float = 0.05  # share of training inputs the start-up profile counts
+    fae_run_length: int = (
+        0  # fae: hot batches per run, cold in proportion (0 = all cold, then all hot)
+    )
+    lookahead: int = 2  # hotline: upcoming batches whose cold rows are gathered ahead
+
+
+@dataclass(frozen=True)
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

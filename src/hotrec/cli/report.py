@@ -55,6 +55,19 @@ def print_results(result: dict, title: str = "results") -> None:
         console.print(
             f"{result['steps']:,} steps on {result['device']}; stopped: {result['stopped']}"
         )
+    placement = result.get("placement")
+    if placement:
+        shown = {k: v for k, v in placement.items() if k != "schedule"}
+        parts = [f"{k} {_fmt(k, v)}" for k, v in shown.items()]
+        console.print(f"schedule {placement['schedule']}: " + ", ".join(parts))
     split = result.get("time_split_s")
     if split:
         console.print("time split (s): " + ", ".join(f"{k} {v:.2f}" for k, v in split.items()))
+
+
+def _fmt(key: str, value) -> str:
+    if key.endswith("_bytes"):
+        return f"{value / 2**20:,.1f} MiB"
+    if key.endswith("_share"):
+        return f"{value:.1%}"
+    return f"{value:,}" if isinstance(value, int) else str(value)

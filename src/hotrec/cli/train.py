@@ -24,6 +24,11 @@ SHORTCUTS = {
     "seed": "train.seed",
     "threads": "train.threads",
     "precision": "train.precision",
+    "schedule": "placement.schedule",
+    "hot_budget": "placement.hot_budget",
+    "hotset": "placement.hotset",
+    "fae_run_length": "placement.fae_run_length",
+    "lookahead": "placement.lookahead",
 }
 
 
@@ -66,6 +71,21 @@ def add_shortcuts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the MLPs run")
     p.add_argument("--seed", type=int, help="seed of initialization and shuffling")
     p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument(
+        "--schedule",
+        choices=("baseline", "device_only", "fae", "hotline"),
+        help="placement schedule (default baseline: rows on host, MLPs on the device)",
+    )
+    p.add_argument("--hot-budget", help="fae/hotline: device bytes for hot rows, e.g. 256MiB")
+    p.add_argument(
+        "--hotset", help="fae/hotline: a hot set saved by 'hotrec profile' (else profiled)"
+    )
+    p.add_argument(
+        "--fae-run-length",
+        type=int,
+        help="fae: hot batches per run, cold ones in proportion (0 = all cold, then all hot)",
+    )
+    p.add_argument("--lookahead", type=int, help="hotline: batches gathered ahead (default 2)")
     p.add_argument(
         "--precision",
         choices=("fp32", "bf16"),

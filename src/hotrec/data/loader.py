@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -51,38 +51,61 @@ class BatchLoader:
         """Materialize one block as a Batch (int64 ids, float32 dense and labels)."""
         a = block * self.batch_size
         b = min(a + self.batch_size, self.rows)
-        batch = Batch(
-            dense=torch.from_numpy(np.array(self.arrays.dense[a:b], dtype=np.float32)),
-            sparse=torch.from_numpy(self.arrays.sparse[a:b].astype(np.int64)),
-            label=torch.from_numpy(np.array(self.arrays.label[a:b], dtype=np.float32)),
-        )
-        return batch.pin_memory() if self.pin_memory else batch
+        return make_batch(self.arrays, slice(a, b), self.pin_memory)
 
     def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[Batch]:
         """Batches of one epoch from position `start` on (resume), prefetched in a thread."""
-        blocks = self.batch_order(epoch)[start:]
-        if self.prefetch <= 0:
-            return (self.load(int(i)) for i in blocks)
-        return _prefetched(self.load, blocks, self.prefetch)
+        blocks = [int(i) for i in self.batch_order(epoch)[start:]]
+        return prefetched(self.load, blocks, self.prefetch)
 
     def __iter__(self) -> Iterator[Batch]:
         return self.epoch(0)
 
 
+def make_batch(arrays: SplitArrays, rows: slice | np.ndarray, pin_memory: bool = False) -> Batch:
+    """Rows of a split (a slice: zero-copy view until converted; or an index array) as a Batch."""
+    batch = Batch(
+        dense=torch.from_numpy(np.asarray(arrays.dense[rows], dtype=np.float32).copy()),
+        sparse=torch.from_numpy(arrays.sparse[rows].astype(np.int64)),
+        label=torch.from_numpy(np.asarray(arrays.label[rows], dtype=np.float32).copy()),
+    )
+    return batch.pin_memory() if pin_memory else batch
+
+
+class IndexBatches:
+    """Batches given as arrays of row indices, e.g. FAE's separate hot and cold streams."""
+
+    def __init__(self, arrays: SplitArrays, prefetch: int = 4, pin_memory: bool = False) -> None:
+        self.arrays, self.prefetch, self.pin_memory = arrays, prefetch, pin_memory
+
+    def load(self, rows: np.ndarray) -> Batch:
+        return make_batch(self.arrays, rows, self.pin_memory)
+
+    def iterate(self, index_batches: list[np.ndarray]) -> Iterator[Batch]:
+        return prefetched(self.load, index_batches, self.prefetch)
+
+
 _DONE = object()
 
 
-def _prefetched(load, blocks: np.ndarray, depth: int) -> Iterator[Batch]:
-    """Run `load` over `blocks` in a background thread, `depth` batches ahead."""
+def prefetched(fn, items: Iterable, depth: int) -> Iterator:
+    """fn(item) for each item, computed `depth` items ahead in a background thread
+    (inline when depth <= 0). Errors in the thread are raised in the consumer."""
+    if depth <= 0:
+        return (fn(x) for x in items)
+    return _threaded(fn, items, depth)
+
+
+def _threaded(fn, items: Iterable, depth: int) -> Iterator:
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
     def worker() -> None:
         try:
-            for i in blocks:
+            for x in items:
                 if stop.is_set():
                     return
-                q.put(load(int(i)))
+                q.put(fn(x))
             q.put(_DONE)
         except BaseException as e:  # handed to the consumer, raised there
             q.put(e)

@@ -21,6 +21,7 @@ class TableEmbedding(nn.Module):
         self.store = store
         self.register_buffer("offsets", torch.as_tensor(table_offsets, dtype=torch.int64))
         self.out_device: torch.device | None = None  # None = the store's device
+        self.moved_bytes = 0  # rows copied to out_device (and as many gradient bytes back)
         self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     @property
@@ -32,6 +33,8 @@ class TableEmbedding(nn.Module):
         out = self.store.gather(rows)  # [B*T, D]
         if self.out_device is not None:
             out = out.to(self.out_device, non_blocking=True)
+            if self.training:
+                self.moved_bytes += out.numel() * out.element_size()
         out = out.view(sparse.shape[0], sparse.shape[1], -1)  # [B, T, D]
         if torch.is_grad_enabled() and self.training:
             out.requires_grad_(True)
@@ -39,11 +42,14 @@ class TableEmbedding(nn.Module):
         return out
 
     def step(self) -> None:
-        """Apply the sparse optimizer to every lookup made since the last step."""
-        for rows, out in self._pending:
-            if out.grad is not None:
-                self.store.update(rows, out.grad.reshape(rows.shape[0], -1))
+        """Apply the sparse optimizer to every lookup made since the last step, as one update
+        (a row looked up by several forwards gets one row-wise Adagrad step, not several)."""
+        done = [(rows, out.grad) for rows, out in self._pending if out.grad is not None]
         self._pending.clear()
+        if done:
+            rows = torch.cat([r for r, _ in done])
+            grads = torch.cat([g.reshape(r.shape[0], -1) for r, g in done])
+            self.store.update(rows, grads)
 
     def zero_grad_pending(self) -> None:
         """Forget lookups whose gradients will never be applied (e.g. after a failed step)."""

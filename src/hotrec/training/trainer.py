@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import signal
 import threading
 import time
@@ -13,7 +12,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from hotrec.config import RunConfig, config_from_dict
 from hotrec.data.format import Dataset, open_dataset
@@ -26,11 +24,9 @@ from hotrec.training import runlog
 from hotrec.training.checkpoint import load_checkpoint, save_checkpoint
 from hotrec.training.metrics import binary_metrics
 from hotrec.training.optim import build_dense_optimizer
+from hotrec.training.schedules import make_schedule
+from hotrec.training.steps import NonFiniteLoss, autocast
 from hotrec.training.timers import StepTimer
-
-
-class NonFiniteLoss(HotrecError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 @dataclass
@@ -57,16 +53,6 @@ def place_model(model: DLRM, device: torch.device) -> None:
         if name != "embeddings":
             child.to(device)
     model.embeddings.out_device = device
-
-
-PRECISIONS = ("fp32", "bf16")
-
-
-def autocast(device: torch.device, precision: str):
-    """Mixed precision for the network when precision == "bf16" (AMX / tensor cores)."""
-    if precision not in PRECISIONS:
-        raise HotrecError(f"unknown precision {precision!r}: use {' or '.join(PRECISIONS)}")
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 @torch.no_grad()
@@ -132,6 +118,8 @@ class Trainer:
         )
         self.state = TrainState()
         self.timer = StepTimer(self.device)
+        self.schedule = make_schedule(cfg.placement.schedule)
+        self.schedule.attach(self)
         self.timer.watch(self.model.embeddings, "embedding")
 
     # -- checkpoints -------------------------------------------------------------------------
@@ -144,6 +132,7 @@ class Trainer:
         }
 
     def save(self) -> None:
+        self.schedule.sync()
         with self.timer.section("checkpoint"):
             save_checkpoint(self.run_dir / runlog.CHECKPOINT, self.checkpoint_state())
 
@@ -151,11 +140,13 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         self.dense_opt.load_state_dict(ckpt["dense_optimizer"])
         self.state = TrainState(**ckpt["state"])
+        self.schedule.reload()
 
     # -- evaluation ----------------------------------------------------------------------------
     def eval_split(self, split: str, max_rows: int = 0) -> dict[str, float] | None:
         if not self.dataset.has_split(split):
             return None
+        self.schedule.sync()
         d = self.cfg.data
         loader = BatchLoader(
             self.dataset.split(split), d.eval_batch_size, prefetch=d.prefetch, max_rows=max_rows
@@ -165,27 +156,14 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
     def step(self, batch) -> float:
-        """One optimizer step on one batch; returns the loss (NonFiniteLoss before any update)."""
-        with self.timer.enclosing("mlp"):
-            with autocast(self.device, self.cfg.train.precision):
-                logits = self.model(batch.dense, batch.sparse)
-            loss = F.binary_cross_entropy_with_logits(logits.float(), batch.label)
-            value = loss.item()
-            if not math.isfinite(value):
-                self.model.embeddings.zero_grad_pending()
-                raise NonFiniteLoss(f"loss became {value} at step {self.state.step + 1}")
-            self.dense_opt.zero_grad(set_to_none=True)
-            loss.backward()
-        with self.timer.section("optimizer"):
-            self.dense_opt.step()
-            self.model.embeddings.step()
-        return value
+        """One optimizer step on one batch, the way the schedule runs it."""
+        return self.schedule.step(batch)
 
     def fit(self, should_stop: Callable[[TrainState], bool] | None = None) -> dict:
         """Train until the configured epochs / max_steps, an interrupt, or should_stop(state)."""
         cfg, st = self.cfg.train, self.state
         log = runlog.MetricsLog(self.run_dir / runlog.METRICS, st.step if st.step else None)
-        total_steps = cfg.epochs * len(self.train_loader)
+        total_steps = cfg.epochs * self.schedule.num_batches()
         if cfg.max_steps:
             total_steps = min(total_steps, cfg.max_steps)
         reason, start, start_samples = "completed", time.perf_counter(), st.samples
@@ -194,15 +172,13 @@ class Trainer:
         with stop_on_sigint() as interrupted, make_progress() as bar:
             task = bar.add_task("train", total=total_steps, completed=st.step, rate="", info="")
             while st.epoch < cfg.epochs and reason == "completed":
-                batches = self.train_loader.epoch(st.epoch, st.batch)
+                batches = self.schedule.batches(st.epoch, st.batch)
                 while True:
                     if cfg.max_steps and st.step >= cfg.max_steps:
                         reason = "max_steps"
                         break
                     with self.timer.section("data"):
                         batch = next(batches, None)
-                        if batch is not None:
-                            batch = batch.to(self.device, non_blocking=True)
                     if batch is None:
                         break
                     try:
@@ -249,6 +225,7 @@ class Trainer:
             "wall_s": round(seconds, 3),
             "samples_per_s": round(samples / seconds, 1) if seconds > 0 else 0.0,
             "device": str(self.device),
+            "placement": self.schedule.stats(),
         }
         if reason != "interrupted":
             result["val"] = self._eval_record("val", 0, log)

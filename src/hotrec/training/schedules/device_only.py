@@ -1,0 +1,37 @@
+"""device_only: every table on the device. The upper bound when the tables fit."""
+
+from __future__ import annotations
+
+import torch
+
+from hotrec.errors import HotrecError
+from hotrec.placement.bytesize import format_bytes
+from hotrec.training.schedules.base import Schedule
+from hotrec.types import Batch
+
+HEADROOM = 0.85  # share of free device memory the tables may take (the rest: MLPs, activations)
+
+
+class DeviceOnly(Schedule):
+    name = "device_only"
+
+    def attach(self, trainer) -> None:
+        super().attach(trainer)
+        emb = trainer.model.embeddings
+        need = emb.store.nbytes()
+        if trainer.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(trainer.device)
+            if need > HEADROOM * free:
+                raise HotrecError(
+                    f"device_only: the tables need {format_bytes(need)} but the GPU has "
+                    f"{format_bytes(free)} free; use --schedule fae or hotline"
+                )
+        emb.store.to(trainer.device)
+        emb.offsets = emb.offsets.to(trainer.device)
+        emb.out_device = None
+
+    def step(self, item: Batch) -> float:
+        return self._step_on_device([item])
+
+    def stats(self) -> dict:
+        return {"schedule": self.name, "h2d_bytes": 0, "d2h_bytes": 0}

@@ -1,0 +1,124 @@
+"""fae: hot inputs and cold inputs as separate mini-batch streams (Adnan et al., VLDB 2022).
+
+Every training input is classified offline (hot = all of its lookups hot). Hot batches run on
+the device replica only; cold batches run the baseline way on host rows. The two streams are
+interleaved in runs of k hot and k' cold batches in proportion (k = 0 means all cold, then all
+hot, as the authors' code does); weights and optimizer state of the hot rows are synced at
+every switch, so the result equals the baseline on the same sample order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from hotrec.data.loader import IndexBatches
+from hotrec.progress import console
+from hotrec.training.schedules.base import Schedule
+from hotrec.training.schedules.placed import install_routing, obtain_hotset
+from hotrec.types import Batch
+
+CLASSIFY_ROWS = 1 << 18  # rows per classification chunk
+
+
+def classify_inputs(sparse: np.ndarray, offsets: np.ndarray, slot_map: np.ndarray) -> np.ndarray:
+    """bool [N]: input i is hot when every one of its lookups is a hot row (chunked, vectorized)."""
+    hot = np.empty(sparse.shape[0], dtype=bool)
+    for a in range(0, sparse.shape[0], CLASSIFY_ROWS):
+        ids = sparse[a : a + CLASSIFY_ROWS].astype(np.int64) + offsets  # [n, T] global ids
+        hot[a : a + CLASSIFY_ROWS] = (slot_map[ids] >= 0).all(axis=1)
+    return hot
+
+
+def interleave(n_hot: int, n_cold: int, run_length: int) -> list[tuple[bool, int]]:
+    """Order of (is_hot, index) batches: runs of k hot and k' = k n_cold / n_hot cold batches,
+    cold first; run_length <= 0 gives all cold, then all hot."""
+    if run_length <= 0 or n_hot == 0 or n_cold == 0:
+        return [(False, j) for j in range(n_cold)] + [(True, i) for i in range(n_hot)]
+    k_cold = max(1, round(run_length * n_cold / n_hot))
+    order, i, j = [], 0, 0
+    while i < n_hot or j < n_cold:
+        order += [(False, c) for c in range(j, min(j + k_cold, n_cold))]
+        order += [(True, h) for h in range(i, min(i + run_length, n_hot))]
+        i, j = i + run_length, j + k_cold
+    return order
+
+
+def stream_batches(index: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    return [index[a : a + batch_size] for a in range(0, len(index), batch_size)]
+
+
+class FAE(Schedule):
+    name = "fae"
+
+    def attach(self, trainer) -> None:
+        super().attach(trainer)
+        self.hotset = obtain_hotset(trainer)
+        self.routed = install_routing(trainer, self.hotset)
+        arrays = trainer.dataset.split("train")
+        offsets = trainer.dataset.schema.table_offsets
+        hot = classify_inputs(arrays.sparse, offsets, self.hotset.slot_map())
+        d = trainer.cfg.data
+        self.hot_batches = stream_batches(np.flatnonzero(hot), d.batch_size)
+        self.cold_batches = stream_batches(np.flatnonzero(~hot), d.batch_size)
+        self.hot_inputs, self.inputs = int(hot.sum()), len(hot)
+        self.loader = IndexBatches(arrays, d.prefetch, trainer.device.type == "cuda")
+        self.on_device = True  # replica holds the current hot rows (pulled at install)
+        self.host_changed = False  # a cold batch ran since the last pull
+        console.print(
+            f"fae: {self.hot_inputs:,} of {self.inputs:,} training inputs are hot "
+            f"({len(self.hot_batches):,} hot and {len(self.cold_batches):,} cold batches)"
+        )
+
+    def num_batches(self) -> int:
+        return len(self.hot_batches) + len(self.cold_batches)
+
+    def epoch_order(self, epoch: int) -> list[np.ndarray]:
+        """Index batches of one epoch: each stream's batches permuted (seeded), then interleaved."""
+        cfg = self.trainer.cfg
+        hot, cold = self.hot_batches, self.cold_batches
+        if cfg.data.shuffle:
+            rng = np.random.default_rng([cfg.train.seed, epoch])
+            hot = [hot[i] for i in rng.permutation(len(hot))]
+            cold = [cold[i] for i in rng.permutation(len(cold))]
+        order = interleave(len(hot), len(cold), cfg.placement.fae_run_length)
+        return [hot[i] if is_hot else cold[i] for is_hot, i in order]
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        return self.loader.iterate(self.epoch_order(epoch)[start:])
+
+    def step(self, item: Batch) -> float:
+        ids = item.sparse + self.routed.offsets  # [B, T] global ids
+        hot = bool((self.routed.slot_map[ids] >= 0).all())
+        with self.trainer.timer.section("sync"):
+            if hot and not self.on_device:
+                if self.host_changed:
+                    self.routed.replica.pull()
+                self.on_device, self.host_changed = True, False
+            elif not hot and self.on_device:
+                self.routed.replica.push()
+                self.on_device = False
+        self.routed.mode = "device" if hot else "host"
+        self.host_changed |= not hot
+        return self._step_on_device([item])
+
+    def sync(self) -> None:
+        if self.on_device:
+            with self.trainer.timer.section("sync"):
+                self.routed.replica.push()
+
+    def reload(self) -> None:
+        self.routed.replica.pull()
+        self.on_device, self.host_changed = True, False
+
+    def stats(self) -> dict:
+        t = self.routed.traffic
+        return {
+            "schedule": self.name,
+            "h2d_bytes": t.h2d_bytes,
+            "d2h_bytes": t.d2h_bytes,
+            "syncs": t.syncs,
+            "hot_input_share": self.hot_inputs / max(self.inputs, 1),
+            "hot_rows": len(self.hotset.rows),
+        }

@@ -1,0 +1,59 @@
+"""One optimizer step: forward over one or more micro-batches, BCE, backward, dense + row updates."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from hotrec.errors import HotrecError
+from hotrec.types import Batch
+
+PRECISIONS = ("fp32", "bf16")
+
+
+class NonFiniteLoss(HotrecError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def autocast(device: torch.device, precision: str):
+    """Mixed precision for the network when precision == "bf16" (AMX / tensor cores)."""
+    if precision not in PRECISIONS:
+        raise HotrecError(f"unknown precision {precision!r}: use {' or '.join(PRECISIONS)}")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def select(batch: Batch, mask: torch.Tensor) -> Batch:
+    """The rows of `batch` where mask is true, in order."""
+    return Batch(batch.dense[mask], batch.sparse[mask], batch.label[mask])
+
+
+def train_step(trainer, micro_batches: list[Batch], step_number: int) -> float:
+    """One optimizer step over micro-batches of one mini-batch.
+
+    The loss is the mean BCE over all their samples (sum / total), so splitting a mini-batch
+    into micro-batches does not change the gradient. Raises NonFiniteLoss before any update.
+    """
+    model, timer = trainer.model, trainer.timer
+    total = sum(len(b) for b in micro_batches)
+    with timer.enclosing("mlp"):
+        losses = []
+        for b in micro_batches:
+            with autocast(trainer.device, trainer.cfg.train.precision):
+                logits = model(b.dense, b.sparse)
+            reduction = "mean" if len(micro_batches) == 1 else "sum"
+            losses.append(
+                F.binary_cross_entropy_with_logits(logits.float(), b.label, reduction=reduction)
+            )
+        loss = losses[0] if len(losses) == 1 else torch.stack(losses).sum() / total
+        value = loss.item()
+        if not math.isfinite(value):
+            model.embeddings.zero_grad_pending()
+            raise NonFiniteLoss(f"loss became {value} at step {step_number}")
+        trainer.dense_opt.zero_grad(set_to_none=True)
+        loss.backward()
+    with timer.section("optimizer"):
+        trainer.dense_opt.step()
+        model.embeddings.step()
+    return value
