@@ -36,6 +36,7 @@ test: $(DEV_STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/prepare_throughput.py
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/schedules.py
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks

@@ -23,8 +23,9 @@ def obtain_hotset(trainer) -> HotSet:
     hotset = HotSet.from_profile(profiler, parse_bytes(p.hot_budget), dim)
     s = hotset.stats
     console.print(
-        f"hot set: {s['hot_rows']:,} rows under {p.hot_budget}; hot lookups "
-        f"{s['lookup_share']:.1%}, hot inputs {s['input_share']:.1%} (profiled)"
+        f"hot set: {s['hot_rows']:,} rows under {p.hot_budget}, profiled on "
+        f"{s['sampled_inputs']:,} inputs ({p.sample_fraction:.0%} sample); in that sample "
+        f"{s['lookup_share']:.1%} of lookups and {s['input_share']:.1%} of inputs are hot"
     )
     return hotset
 

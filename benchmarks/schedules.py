@@ -1,0 +1,171 @@
+"""The four placement schedules side by side on the same data and model.
+
+baseline (rows on host, MLPs on the device), device_only, fae and hotline, one epoch each
+(repeated --rounds times, interleaved), on a synthetic criteo-kaggle-profile dataset. Reports
+epoch time, samples/s, bytes moved between host and device, the hot-input share and val AUC.
+On a CPU-only machine "device" is the CPU too: the bytes are the logical traffic a GPU run
+would move, and the speed shows the schedules' own overhead, not a PCIe saving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+from common import RESULTS, command_line, machine, write_result
+from hotrec.config import load_config
+from hotrec.data.format import META
+from hotrec.data.synthetic import synthesize
+from hotrec.training.trainer import start_run
+
+SCHEDULES = ("baseline", "device_only", "fae", "hotline")
+
+
+def run(args: argparse.Namespace) -> dict:
+    data = args.workdir / f"kaggle-{args.rows}-cap{args.max_table_rows}"
+    if not (data / META).exists():
+        synthesize(
+            data,
+            profile="criteo-kaggle",
+            rows=args.rows,
+            max_table_rows=args.max_table_rows,
+            seed=0,
+        )
+    common = [
+        f"data.path={str(data)!r}",
+        f"train.device={args.device!r}",
+        "train.checkpoint_every=0",
+        f"placement.hot_budget={args.hot_budget!r}",
+        f"train.precision={args.precision!r}",
+    ]
+    runs: dict[str, list[dict]] = {s: [] for s in SCHEDULES}
+    for r in range(args.rounds):
+        for s in SCHEDULES:
+            cfg = load_config("criteo-kaggle", common + [f"placement.schedule={s!r}"])
+            trainer = start_run(cfg, args.workdir / f"run-sched-{s}", overwrite=True)
+            res = trainer.fit()
+            runs[s].append(
+                {
+                    "wall_s": res["wall_s"],
+                    "samples_per_s": res["samples_per_s"],
+                    "val_auc": res["val"]["auc"],
+                    "placement": res["placement"],
+                    "time_split_s": res["time_split_s"],
+                    "table_bytes": trainer.model.embeddings.store.nbytes(),
+                }
+            )
+            print(
+                f"round {r} {s}: {res['samples_per_s']:,.0f} samples/s, {res['wall_s']:.1f} s, "
+                f"val AUC {res['val']['auc']:.5f}, {res['placement']}"
+            )
+    summary = {}
+    for s, rs in runs.items():
+        summary[s] = {
+            "epoch_s": round(statistics.median(x["wall_s"] for x in rs), 2),
+            "samples_per_s": round(statistics.median(x["samples_per_s"] for x in rs), 1),
+            "val_auc": round(rs[-1]["val_auc"], 6),
+            "h2d_MiB": round(rs[-1]["placement"].get("h2d_bytes", 0) / 2**20, 1),
+            "d2h_MiB": round(rs[-1]["placement"].get("d2h_bytes", 0) / 2**20, 1),
+            "hot_input_share": rs[-1]["placement"].get("hot_input_share"),
+            "time_split_s": rs[-1]["time_split_s"],
+        }
+    base = summary["baseline"]
+    for s in SCHEDULES:
+        summary[s]["speed_vs_baseline"] = round(
+            summary[s]["samples_per_s"] / base["samples_per_s"], 3
+        )
+        summary[s]["auc_minus_baseline"] = round(summary[s]["val_auc"] - base["val_auc"], 6)
+    return {
+        "benchmark": "schedules",
+        "command": command_line(),
+        "machine": machine(),
+        "setup": {
+            "rows": args.rows,
+            "max_table_rows": args.max_table_rows,
+            "hot_budget": args.hot_budget,
+            "table_bytes": runs["baseline"][-1]["table_bytes"],
+            "rounds": args.rounds,
+            "device": args.device,
+            "precision": args.precision,
+            "epochs": 1,
+        },
+        "schedules": summary,
+        "gpu": "not run: no GPU was lent to this task" if args.device == "cpu" else None,
+    }
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sched = result["schedules"]
+    names = list(sched)
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(14, 4))
+    a.bar(names, [sched[n]["samples_per_s"] for n in names], color="C0")
+    for i, n in enumerate(names):
+        a.text(
+            i,
+            sched[n]["samples_per_s"],
+            f"{sched[n]['speed_vs_baseline']:.2f}x",
+            ha="center",
+            va="bottom",
+        )
+    a.set_ylabel("samples/s")
+    a.set_title("training speed (1 epoch)", fontsize=10)
+    b.bar(names, [sched[n]["h2d_MiB"] for n in names], label="host->device", color="C1")
+    b.bar(
+        names,
+        [sched[n]["d2h_MiB"] for n in names],
+        bottom=[sched[n]["h2d_MiB"] for n in names],
+        label="device->host",
+        color="C2",
+    )
+    b.set_ylabel("MiB moved (embedding rows and gradients)")
+    b.legend(fontsize=8)
+    b.set_title("host-device traffic", fontsize=10)
+    c.bar(names, [sched[n]["val_auc"] for n in names], color="C3")
+    lo = min(sched[n]["val_auc"] for n in names)
+    c.set_ylim(lo - 0.01, lo + 0.01)
+    c.set_ylabel("val AUC")
+    c.set_title("quality", fontsize=10)
+    s = result["setup"]
+    fig.suptitle(
+        f"{result['machine']['cpu']} ({result['machine']['cores']} cores), device={s['device']}, "
+        f"tables {s['table_bytes'] / 2**20:,.0f} MiB, hot budget {s['hot_budget']}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--max-table-rows", type=int, default=1_000_000)
+    p.add_argument("--hot-budget", default="16MiB", help="device bytes for hot rows (fae, hotline)")
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    p.add_argument("--workdir", type=Path, default=Path("benchmarks/work"))
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--name", default=None, help="result name (default schedules_<device>)")
+    args = p.parse_args()
+    result = run(args)
+    name = args.name or f"schedules_{args.device}"
+    path = write_result(name, result, args.out)
+    plot(result, args.out / f"{name}.png")
+    for s, v in result["schedules"].items():
+        print(
+            f"{s:12s} {v['samples_per_s']:>10,.0f} samples/s  {v['speed_vs_baseline']:.2f}x  "
+            f"val AUC {v['val_auc']:.5f} ({v['auc_minus_baseline']:+.5f})  h2d {v['h2d_MiB']:,.0f} MiB"
+        )
+    print(f"wrote {path} and {name}.png\nreproduce: {result['command']}")
+
+
+if __name__ == "__main__":
+    main()
