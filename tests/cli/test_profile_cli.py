@@ -10,7 +10,7 @@ import pytest
 from hotrec.cli.main import main
 from hotrec.data.format import open_dataset
 from hotrec.data.synthetic import synthesize
-from hotrec.placement.popularity import HotSet
+from hotrec.placement.hotset import HotSet
 
 
 @pytest.fixture(scope="module")

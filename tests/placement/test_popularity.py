@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from hotrec.errors import HotrecError
+from hotrec.placement.hotset import HotSet
 from hotrec.placement.popularity import (
-    HotSet,
     PopularityProfiler,
     access_cdf,
     hot_input_share_curve,

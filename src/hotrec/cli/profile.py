@@ -61,8 +61,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hotrec.placement.hotset import HotSet
     from hotrec.placement.popularity import (
-        HotSet,
         PopularityProfiler,
         hot_input_share_curve,
         parse_bytes,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from hotrec.placement.hot_cold import DeviceReplica, RoutedEmbedding
-from hotrec.placement.popularity import HotSet, PopularityProfiler, parse_bytes
+from hotrec.placement.hotset import HotSet
+from hotrec.placement.popularity import PopularityProfiler, parse_bytes
 from hotrec.progress import console
 
 
