@@ -62,6 +62,7 @@ class PlacementConfig:
         0  # fae: hot batches per run, cold in proportion (0 = all cold, then all hot)
     )
     lookahead: int = 2  # hotline: upcoming batches whose cold rows are gathered ahead
+    reprofile_every: int = 0  # fae/hotline: re-count popularity every N steps, move rows (0 = off)
 
 
 @dataclass(frozen=True)

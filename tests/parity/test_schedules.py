@@ -51,8 +51,10 @@ def assert_same(a: dict, b: dict) -> None:
 
 
 def run_steps(trainer, batches) -> None:
+    """Steps on given batches, advancing the step counter as Trainer.fit does."""
     for b in batches:
         trainer.step(b)
+        trainer.state.step += 1
 
 
 @pytest.mark.parametrize("sparse, dense", OPTIMIZERS)
@@ -141,3 +143,40 @@ def test_resume_is_exact_under_hotline(tmp_path, data):
     a, b = params(full), params(resumed)
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize("sparse, dense", OPTIMIZERS)
+def test_reprofiling_moves_rows_and_stays_exact(tmp_path, data, sparse, dense):
+    base = make(tmp_path, data, "base", "baseline", sparse, dense)
+    base.fit()
+    hl = make(
+        tmp_path,
+        data,
+        "hl",
+        "hotline",
+        sparse,
+        dense,
+        "placement.reprofile_every=7",
+        "placement.lookahead=3",
+    )
+    hl.fit()
+    stats = hl.schedule.stats()
+    assert stats["reprofiles"] > 3 and stats["rows_moved_in"] > 10
+    assert_same(params(hl), params(base))
+
+    fae = make(
+        tmp_path,
+        data,
+        "fae",
+        "fae",
+        sparse,
+        dense,
+        "placement.reprofile_every=5",
+        "placement.fae_run_length=2",
+    )
+    base2 = make(tmp_path, data, "base2", "baseline", sparse, dense)
+    batches = [fae.schedule.loader.load(ix) for ix in fae.schedule.epoch_order(0)]
+    run_steps(fae, batches)
+    run_steps(base2, batches)
+    assert fae.schedule.stats()["reprofiles"] > 3
+    assert_same(params(fae), params(base2))

@@ -29,6 +29,7 @@ SHORTCUTS = {
     "hotset": "placement.hotset",
     "fae_run_length": "placement.fae_run_length",
     "lookahead": "placement.lookahead",
+    "reprofile_every": "placement.reprofile_every",
 }
 
 
@@ -86,6 +87,12 @@ def add_shortcuts(p: argparse.ArgumentParser) -> None:
         help="fae: hot batches per run, cold ones in proportion (0 = all cold, then all hot)",
     )
     p.add_argument("--lookahead", type=int, help="hotline: batches gathered ahead (default 2)")
+    p.add_argument(
+        "--reprofile-every",
+        type=int,
+        help="fae/hotline: re-count popularity over the last N steps and move rows in and out "
+        "of the hot set (exact; 0 = off)",
+    )
     p.add_argument(
         "--precision",
         choices=("fp32", "bf16"),

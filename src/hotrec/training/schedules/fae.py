@@ -16,7 +16,7 @@ import numpy as np
 from hotrec.data.loader import IndexBatches
 from hotrec.progress import console
 from hotrec.training.schedules.base import Schedule
-from hotrec.training.schedules.placed import install_routing, obtain_hotset
+from hotrec.training.schedules.placed import Reprofiler, install_routing, obtain_hotset
 from hotrec.types import Batch
 
 CLASSIFY_ROWS = 1 << 18  # rows per classification chunk
@@ -64,6 +64,7 @@ class FAE(Schedule):
         self.cold_batches = stream_batches(np.flatnonzero(~hot), d.batch_size)
         self.hot_inputs, self.inputs = int(hot.sum()), len(hot)
         self.loader = IndexBatches(arrays, d.prefetch, trainer.device.type == "cuda")
+        self.reprofiler = Reprofiler(trainer.cfg.placement.reprofile_every, self.hotset.capacity)
         self.on_device = True  # replica holds the current hot rows (pulled at install)
         self.host_changed = False  # a cold batch ran since the last pull
         console.print(
@@ -101,7 +102,14 @@ class FAE(Schedule):
                 self.on_device = False
         self.routed.mode = "device" if hot else "host"
         self.host_changed |= not hot
-        return self._step_on_device([item])
+        self.reprofiler.record(ids)
+        loss = self._step_on_device([item])
+        if self.reprofiler.due(self.trainer.state.step + 1):
+            # Streams stay as classified at start; a batch no longer all-hot runs cold.
+            with self.trainer.timer.section("sync"):
+                if self.reprofiler.swap(self.routed, push=self.on_device):
+                    self.host_changed = False
+        return loss
 
     def sync(self) -> None:
         if self.on_device:
@@ -121,4 +129,5 @@ class FAE(Schedule):
             "syncs": t.syncs,
             "hot_input_share": self.hot_inputs / max(self.inputs, 1),
             "hot_rows": len(self.hotset.rows),
+            **self.reprofiler.stats(),
         }

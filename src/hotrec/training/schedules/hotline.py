@@ -22,7 +22,7 @@ import torch
 
 from hotrec.data.loader import prefetched
 from hotrec.training.schedules.base import Schedule
-from hotrec.training.schedules.placed import install_routing, obtain_hotset
+from hotrec.training.schedules.placed import Reprofiler, install_routing, obtain_hotset
 from hotrec.training.steps import select, train_step
 from hotrec.types import Batch
 
@@ -36,6 +36,7 @@ class Prepared:
     cold_rows: torch.Tensor  # int64 [U] sorted unique global ids of its cold lookups
     values: torch.Tensor  # [U, D] on the device
     seq: int  # host updates applied when the values were read
+    generation: int  # hot set the split was made with (changes at a re-profile)
     ready: torch.cuda.Event | None = None  # the side-stream copy, on CUDA
 
     def __len__(self) -> int:
@@ -58,7 +59,8 @@ class Hotline(Schedule):
         self._updated: list[torch.Tensor] = []
         self.side = torch.cuda.Stream(trainer.device) if trainer.device.type == "cuda" else None
         self.popular_samples = self.samples = self.patched_rows = self.regathered = 0
-        self.gather_seconds = 0.0
+        self.reprofiler = Reprofiler(trainer.cfg.placement.reprofile_every, self.hotset.capacity)
+        self.generation = 0
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[Prepared]:
         base = self.trainer.train_loader.epoch(epoch, start)
@@ -66,13 +68,14 @@ class Hotline(Schedule):
 
     def prepare(self, batch: Batch) -> Prepared:
         """Worker side: split mask, unique cold rows, their values gathered and shipped."""
+        generation = self.generation  # read before the slot map: a swap in between re-prepares
         ids = batch.sparse + self.routed.offsets  # [B, T] global ids
         hot = self.routed.slot_map[ids] >= 0  # [B, T]
         cold_rows = torch.unique(ids[~hot])  # sorted
         with self.lock:
             seq = self.seq
             values = self.routed.store.gather(cold_rows)
-        prepared = Prepared(batch, hot.all(dim=1), cold_rows, values, seq)
+        prepared = Prepared(batch, hot.all(dim=1), cold_rows, values, seq, generation)
         if self.side is not None:
             with torch.cuda.stream(self.side):
                 prepared.values = values.pin_memory().to(self.trainer.device, non_blocking=True)
@@ -84,6 +87,8 @@ class Hotline(Schedule):
         t = self.trainer
         if isinstance(item, Batch):  # called without the pipeline: gather now
             item = self.prepare(item)
+        elif item.generation != self.generation:  # split made with an older hot set
+            item = self.prepare(item.batch)
         with t.timer.section("waiting"):
             if item.ready is not None:
                 torch.cuda.current_stream().wait_event(item.ready)
@@ -101,6 +106,10 @@ class Hotline(Schedule):
         if self._updated:
             self.log.append((self.seq, torch.unique(torch.cat(self._updated))))
         self.routed.prefetched = None
+        self.reprofiler.record(item.batch.sparse + self.routed.offsets)
+        if self.reprofiler.due(t.state.step + 1):
+            with t.timer.section("sync"):
+                self.generation += int(self.reprofiler.swap(self.routed))
         self.popular_samples += int(popular.sum())
         self.samples += len(item)
         return loss
@@ -143,4 +152,5 @@ class Hotline(Schedule):
             "hot_rows": len(self.hotset.rows),
             "patched_rows": self.patched_rows,
             "lookahead": self.lookahead,
+            **self.reprofiler.stats(),
         }

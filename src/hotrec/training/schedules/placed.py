@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from hotrec.placement.hot_cold import DeviceReplica, RoutedEmbedding
@@ -42,3 +43,52 @@ def install_routing(trainer, hotset: HotSet) -> RoutedEmbedding:
     routed = RoutedEmbedding(old.store, old.offsets, replica, slot_map, trainer.device)
     trainer.model.embeddings = routed
     return routed
+
+
+class Reprofiler:
+    """Beyond the papers: re-count popularity over the last `every` steps' lookups and move
+    rows in and out of the hot set when it drifted. Swaps happen between steps with the host
+    rows made current first, so they never change the math."""
+
+    def __init__(self, every: int, capacity: int) -> None:
+        self.every, self.capacity = every, capacity
+        self.window: list[torch.Tensor] = []
+        self.reprofiles = self.rows_moved_in = 0
+
+    def record(self, global_ids: torch.Tensor) -> None:
+        if self.every:
+            self.window.append(global_ids.reshape(-1).cpu())
+
+    def due(self, step: int) -> bool:
+        return bool(self.every) and step % self.every == 0 and bool(self.window)
+
+    def hot_rows(self) -> np.ndarray:
+        """The `capacity` most-accessed rows of the window (ties: lower id), sorted."""
+        rows, counts = torch.unique(torch.cat(self.window), return_counts=True)
+        self.window.clear()
+        order = np.lexsort((rows.numpy(), -counts.numpy()))[: self.capacity]
+        return np.sort(rows.numpy()[order])
+
+    def swap(self, routed: RoutedEmbedding, push: bool = True) -> bool:
+        """Replace the hot set by the window's; False when it did not change. push=False when
+        the host rows are already the current copy (fae between cold batches)."""
+        new_rows = self.hot_rows()
+        old = routed.replica
+        if np.array_equal(new_rows, old.rows.numpy()):
+            return False
+        if push:
+            old.push()
+        replica = DeviceReplica(old.store, new_rows, old.device)
+        replica.traffic = old.traffic
+        replica.pull()
+        slot_map = torch.full_like(routed.slot_map, -1)
+        slot_map[torch.from_numpy(new_rows)] = torch.arange(len(new_rows))
+        routed.replica, routed.slot_map = replica, slot_map
+        self.reprofiles += 1
+        self.rows_moved_in += int(np.setdiff1d(new_rows, old.rows.numpy()).size)
+        return True
+
+    def stats(self) -> dict:
+        if not self.every:
+            return {}
+        return {"reprofiles": self.reprofiles, "rows_moved_in": self.rows_moved_in}
