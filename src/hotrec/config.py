@@ -113,7 +113,62 @@ def config_from_dict(raw: dict) -> RunConfig:
     unknown = set(raw) - set(parts)
     if unknown:
         raise HotrecError(f"unknown config section(s): {', '.join(sorted(unknown))}")
-    return RunConfig(**parts)
+    cfg = RunConfig(**parts)
+    validate(cfg)
+    return cfg
+
+
+# Values that would otherwise fail deep inside training, checked up front.
+_CHOICES = {
+    "model.interaction": ("dot", "cat"),
+    "optim.sparse": ("sgd", "adagrad"),
+    "optim.dense": ("sgd", "adagrad", "adam"),
+    "train.device": ("auto", "cpu", "cuda"),
+    "train.precision": ("fp32", "bf16"),
+    "placement.schedule": ("baseline", "device_only", "fae", "hotline"),
+}
+_POSITIVE = (
+    "data.batch_size",
+    "data.eval_batch_size",
+    "model.embedding_dim",
+    "optim.sparse_lr",
+    "optim.dense_lr",
+    "optim.eps",
+    "train.log_every",
+    "train.epochs",
+)
+_NON_NEGATIVE = (
+    "data.prefetch",
+    "data.max_eval_rows",
+    "train.max_steps",
+    "train.eval_every",
+    "train.checkpoint_every",
+    "train.threads",
+    "placement.fae_run_length",
+    "placement.lookahead",
+    "placement.reprofile_every",
+)
+
+
+def validate(cfg: RunConfig) -> None:
+    """One-line errors for out-of-range values and unknown choices."""
+
+    def get(name: str):
+        section, key = name.split(".")
+        return getattr(getattr(cfg, section), key)
+
+    for name, choices in _CHOICES.items():
+        if get(name) not in choices:
+            raise HotrecError(f"{name} must be one of {', '.join(choices)}, got {get(name)!r}")
+    for name in _POSITIVE:
+        if not get(name) > 0:
+            raise HotrecError(f"{name} must be positive, got {get(name)!r}")
+    for name in _NON_NEGATIVE:
+        if get(name) < 0:
+            raise HotrecError(f"{name} must be >= 0, got {get(name)!r}")
+    fraction = cfg.placement.sample_fraction
+    if not 0 < fraction <= 1:
+        raise HotrecError(f"placement.sample_fraction must be in (0, 1], got {fraction}")
 
 
 def _build(cls: type, values: dict, section: str):

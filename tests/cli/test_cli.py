@@ -67,6 +67,17 @@ def test_interrupted_run_resumes_from_the_cli(tmp_path, capsys):
             "must end with embedding_dim",
         ),
         (["prepare", "criteo-kaggle", "{tmp}/none.txt", "{tmp}/out"], "none.txt"),
+        (["train", "--data", "{toy}", "--batch-size", "0"], "data.batch_size must be positive"),
+        (
+            ["train", "--data", "{toy}", "--set", "train.log_every=0"],
+            "train.log_every must be positive",
+        ),
+        (
+            ["train", "--data", "{toy}", "--set", "optim.sparse='adam'"],
+            "optim.sparse must be one of",
+        ),
+        (["train", "--data", "{toy}", "--lr", "-1"], "optim.sparse_lr must be positive"),
+        (["train", "--data", "{toy}", "--schedule", "fae", "--hot-budget", "lots"], "lots"),
     ],
 )
 def test_bad_input_is_one_line_error(tmp_path, toy_dataset, capsys, argv, message):

@@ -52,9 +52,9 @@ def write(path: Path, lines: list[str], end: str = "\n", gz: bool = False) -> Pa
 
 
 def all_rows(out: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """dense, sparse, label of train + val + test in file order."""
+    """dense, sparse, label of train + test + val in file order (the last day: test first)."""
     ds = open_dataset(out)
-    parts = [ds.split(s) for s in ("train", "val", "test")]
+    parts = [ds.split(s) for s in ("train", "test", "val")]
     return tuple(
         np.concatenate([getattr(p, k) for p in parts]) for k in ("dense", "sparse", "label")
     )
@@ -126,17 +126,17 @@ def test_kaggle_seven_day_split(tmp_path):
     lines = [line(ints=[str(i)] + ["1"] * 12) for i in range(110)]  # I1 = row number
     out = prepare_criteo_kaggle(write(tmp_path / "t.txt", lines), tmp_path / "ds")
     ds = open_dataset(out)
-    assert ds.meta["splits"] == {"train": 95, "val": 8, "test": 7}  # days: 16 x 5, 15, 15
+    assert ds.meta["splits"] == {"train": 95, "val": 7, "test": 8}  # days: 16 x 5, 15, 15
     days = ds.meta["days"]
     assert [(d["day"], d["split"], d["stop"] - d["start"]) for d in days][:2] == [
         (0, "train", 16),
         (1, "train", 16),
     ]
     assert days[-2:] == [
-        {"day": 6, "split": "val", "start": 0, "stop": 8},
-        {"day": 6, "split": "test", "start": 0, "stop": 7},
+        {"day": 6, "split": "val", "start": 0, "stop": 7},  # listed in split order
+        {"day": 6, "split": "test", "start": 0, "stop": 8},
     ]
-    order = np.expm1(np.concatenate([ds.split(s).dense[:, 0] for s in ("train", "val", "test")]))
+    order = np.expm1(np.concatenate([ds.split(s).dense[:, 0] for s in ("train", "test", "val")]))
     np.testing.assert_allclose(order, np.arange(110), atol=1e-3)  # file order kept
     assert days[5] == {"day": 5, "split": "train", "start": 80, "stop": 95}
 

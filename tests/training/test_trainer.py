@@ -92,3 +92,46 @@ def test_existing_run_needs_resume_or_overwrite(tmp_path, toy_dataset):
 
     with pytest.raises(HotrecError, match="already holds a run"):
         start_run(tiny_config(toy_dataset), tmp_path / "run")
+
+
+def test_crash_resume_log_equals_uninterrupted_log(tmp_path, toy_dataset):
+    """A crash between checkpoints: the resumed metrics.jsonl equals the uninterrupted one."""
+    cfg = tiny_config(toy_dataset, "train.log_every=3")
+    start_run(cfg, tmp_path / "full").fit()
+
+    class Crash(Exception):
+        pass
+
+    def crash(st):
+        if st.step == 12:  # checkpoints at 7 and 14: the last good one is step 7
+            raise Crash
+
+    with pytest.raises(Crash):
+        start_run(cfg, tmp_path / "part").fit(should_stop=crash)
+    resume_run(tmp_path / "part").fit()
+
+    def records(run):
+        return [
+            {k: v for k, v in r.items() if k not in ("samples_per_s",)}
+            for r in runlog.read_metrics(run)
+        ]
+
+    assert records(tmp_path / "part") == records(tmp_path / "full")
+
+
+def test_overwrite_removes_the_old_runs_files(tmp_path, toy_dataset):
+    start_run(tiny_config(toy_dataset, "train.max_steps=2"), tmp_path / "run").fit()
+    start_run(tiny_config(toy_dataset), tmp_path / "run", overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.json"]
+
+
+def test_incompatible_resume_is_an_error_and_keeps_the_config(tmp_path, toy_dataset):
+    from hotrec.errors import HotrecError
+
+    start_run(tiny_config(toy_dataset, "train.max_steps=2"), tmp_path / "run").fit()
+    before = (tmp_path / "run" / "config.json").read_text()
+    with pytest.raises(HotrecError, match="checkpoint does not fit"):
+        resume_run(tmp_path / "run", {"model": {"interaction": "cat"}})
+    assert (tmp_path / "run" / "config.json").read_text() == before
+    resume_run(tmp_path / "run", {"train": {"device": "cpu"}}, save_config=False)
+    assert (tmp_path / "run" / "config.json").read_text() == before

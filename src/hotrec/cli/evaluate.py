@@ -28,8 +28,8 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {"train": {"device": args.device}}
     if args.data:
-        overrides["data"] = {"path": str(args.data)}
-    trainer = resume_run(args.run_dir, overrides)
+        overrides["data"] = {"path": str(args.data.resolve())}
+    trainer = resume_run(args.run_dir, overrides, save_config=False)
     metrics = trainer.eval_split(args.split)
     if metrics is None:
         from hotrec.errors import HotrecError

@@ -123,13 +123,13 @@ def run(args: argparse.Namespace) -> int:
             section, name = key.split(".", 1)
             picked.setdefault(section, {})[name] = changes[section][name]
         if args.data:
-            picked.setdefault("data", {})["path"] = str(args.data)
+            picked.setdefault("data", {})["path"] = str(args.data.resolve())
         trainer = resume_run(args.resume, picked)
         console.print(f"resuming {args.resume} at step {trainer.state.step}")
     else:
         if args.data is None:
             raise HotrecError("--data DIR is required (or --resume RUN)")
-        cfg = load_config(args.preset, [f"data.path={str(args.data)!r}"] + overrides)
+        cfg = load_config(args.preset, [f"data.path={str(args.data.resolve())!r}"] + overrides)
         run_dir = args.run_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
         trainer = start_run(cfg, run_dir, overwrite=args.overwrite)
         console.print(f"run directory: {run_dir}")

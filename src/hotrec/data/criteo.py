@@ -10,8 +10,8 @@ KeyIndex), and spools label, dense values and provisional per-table codes to fla
 the writer's temporary directory. Pass 2, once the row count is known, maps codes to ids and
 copies the rows into the split arrays chunk by chunk, then deletes the spool. Splits follow
 the DLRM reference: Kaggle is cut into 7 equal "days" in file order (days 0-5 train, day 6
-halves = val / test); Terabyte trains on days 0..D-2 (negatives optionally down-sampled) and
-halves day D-1 into val / test. Rows accounting: rows_read == rows_written + rows_rejected
+halves = test / val); Terabyte trains on days 0..D-2 (negatives optionally down-sampled) and
+halves day D-1 into test / val (test first, as the reference). Rows accounting: rows_read == rows_written + rows_rejected
 (malformed) + rows_dropped (down-sampled negatives, also in meta "negatives_dropped").
 """
 
@@ -181,9 +181,10 @@ class Segment:
 
 
 def halves(day: int, start: int, stop: int) -> list[Segment]:
-    """A day cut in halves: val first, then test (val takes the odd row)."""
+    """A day cut in halves as the DLRM reference does (np.array_split(day, 2) -> test, val):
+    test first, taking the odd row, then val."""
     mid = start + (stop - start + 1) // 2
-    return [Segment("val", day, start, mid), Segment("test", day, mid, stop)]
+    return [Segment("test", day, start, mid), Segment("val", day, mid, stop)]
 
 
 def kaggle_segments(rows: int, days: int = 7) -> list[Segment]:

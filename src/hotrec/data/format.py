@@ -42,6 +42,11 @@ class DatasetWriter:
         self.out_dir = Path(out_dir)
         if self.out_dir.exists() and not overwrite:
             raise HotrecError(f"{self.out_dir} already exists (use --overwrite to replace it)")
+        if self.out_dir.exists() and not _replaceable(self.out_dir):
+            raise HotrecError(
+                f"{self.out_dir} is not a hotrec dataset: --overwrite only replaces a dataset "
+                "directory (one with meta.json) or an empty one"
+            )
         self.tmp_dir = self.out_dir.parent / f".{self.out_dir.name}.partial-{os.getpid()}"
         self.splits: dict[str, int] = {}
         self._arrays: list[np.memmap] = []
@@ -49,6 +54,7 @@ class DatasetWriter:
 
     def __enter__(self) -> DatasetWriter:
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned(self.out_dir)
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         self.tmp_dir.mkdir()
         return self
@@ -87,6 +93,9 @@ class DatasetWriter:
         for a in self._arrays:
             a.flush()
         self._arrays.clear()
+        for name in self.splits:  # data on disk before the rename makes it look complete
+            for f in ("dense.npy", "sparse.npy", "label.npy"):
+                _fsync(self.tmp_dir / name / f)
         full = {
             "format_version": FORMAT_VERSION,
             "schema": schema.to_dict(),
@@ -95,6 +104,7 @@ class DatasetWriter:
             **meta,
         }
         (self.tmp_dir / META).write_text(json.dumps(full, indent=2) + "\n")
+        _fsync(self.tmp_dir / META)
         if self.out_dir.exists():
             old = self.out_dir.parent / f".{self.out_dir.name}.old-{os.getpid()}"
             os.replace(self.out_dir, old)
@@ -104,6 +114,34 @@ class DatasetWriter:
             os.replace(self.tmp_dir, self.out_dir)
         self._committed = True
         return self.out_dir
+
+
+def _replaceable(path: Path) -> bool:
+    """--overwrite may replace a dataset directory or an empty directory, nothing else."""
+    return path.is_dir() and ((path / META).is_file() or not any(path.iterdir()))
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _remove_abandoned(out_dir: Path) -> None:
+    """Remove temporary directories of earlier writes to out_dir whose process is gone."""
+    for d in out_dir.parent.glob(f".{out_dir.name}.partial-*"):
+        pid = d.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass
@@ -129,12 +167,26 @@ class Dataset:
     def split(self, name: str) -> SplitArrays:
         if name not in self.meta["splits"]:
             raise HotrecError(f"{self.path} has no split {name!r}")
-        d = self.path / name
-        return SplitArrays(
-            dense=np.load(d / "dense.npy", mmap_mode="r"),
-            sparse=np.load(d / "sparse.npy", mmap_mode="r"),
-            label=np.load(d / "label.npy", mmap_mode="r"),
-        )
+        d, n = self.path / name, self.meta["splits"][name]
+        try:
+            arrays = SplitArrays(
+                dense=np.load(d / "dense.npy", mmap_mode="r"),
+                sparse=np.load(d / "sparse.npy", mmap_mode="r"),
+                label=np.load(d / "label.npy", mmap_mode="r"),
+            )
+        except (OSError, ValueError) as e:
+            raise HotrecError(f"{d}: damaged dataset split ({e}); prepare it again") from None
+        expect = {
+            "dense": (n, self.schema.num_dense),
+            "sparse": (n, self.schema.num_tables),
+            "label": (n,),
+        }
+        for key, shape in expect.items():
+            if getattr(arrays, key).shape != shape:
+                raise HotrecError(
+                    f"{d}/{key}.npy has shape {getattr(arrays, key).shape}, meta.json says {shape}"
+                )
+        return arrays
 
     def has_split(self, name: str) -> bool:
         return self.meta["splits"].get(name, 0) > 0
@@ -152,4 +204,7 @@ def open_dataset(path: str | os.PathLike) -> Dataset:
         raise HotrecError(f"{meta_path} is not valid JSON: {e}") from None
     if meta.get("format_version") != FORMAT_VERSION:
         raise HotrecError(f"{p}: unsupported dataset format {meta.get('format_version')!r}")
-    return Dataset(path=p, meta=meta, schema=Schema.from_dict(meta["schema"]))
+    try:
+        return Dataset(path=p, meta=meta, schema=Schema.from_dict(meta["schema"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise HotrecError(f"{meta_path} is damaged (bad or missing {e})") from None

@@ -28,7 +28,7 @@ class MetricsLog:
             kept = [
                 line
                 for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= keep_until_step
+                if line.strip() and _kept(json.loads(line), keep_until_step)
             ]
             path.write_text("".join(line + "\n" for line in kept))
         elif keep_until_step is None:
@@ -44,3 +44,8 @@ def read_metrics(run_dir: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _kept(record: dict, until_step: int) -> bool:
+    """Records up to the checkpoint's step, minus end-of-run evaluations (the run goes on)."""
+    return record.get("step", 0) <= until_step and not record.get("final")

@@ -19,7 +19,7 @@ from hotrec.data.loader import BatchLoader
 from hotrec.errors import HotrecError
 from hotrec.models.builders import build_dlrm
 from hotrec.models.dlrm import DLRM
-from hotrec.progress import format_rate, make_progress
+from hotrec.progress import make_progress
 from hotrec.training import runlog
 from hotrec.training.checkpoint import load_checkpoint, save_checkpoint
 from hotrec.training.metrics import binary_metrics
@@ -35,6 +35,8 @@ class TrainState:
     batch: int = 0  # next batch index within the epoch
     step: int = 0  # optimizer steps done
     samples: int = 0  # training samples consumed
+    loss_sum: float = 0.0  # losses since the last train record (so a resumed log matches)
+    loss_n: int = 0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -103,6 +105,8 @@ class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: Path, dataset: Dataset | None = None) -> None:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.dataset = dataset or open_dataset(cfg.data.path)
+        if not self.dataset.has_split("train"):
+            raise HotrecError(f"{self.dataset.path} has no training rows: nothing to train on")
         self.device = resolve_device(cfg.train.device)
         autocast(self.device, cfg.train.precision)  # validates the option early
         if cfg.train.threads > 0:
@@ -137,8 +141,15 @@ class Trainer:
             save_checkpoint(self.run_dir / runlog.CHECKPOINT, self.checkpoint_state())
 
     def restore(self, ckpt: dict) -> None:
-        self.model.load_state_dict(ckpt["model"])
-        self.dense_opt.load_state_dict(ckpt["dense_optimizer"])
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.dense_opt.load_state_dict(ckpt["dense_optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            first = str(e).strip().splitlines()[0]
+            raise HotrecError(
+                f"the checkpoint does not fit this model and dataset (changed model options or "
+                f"another dataset?): {first}"
+            ) from None
         self.state = TrainState(**ckpt["state"])
         self.schedule.reload()
 
@@ -167,49 +178,52 @@ class Trainer:
         if cfg.max_steps:
             total_steps = min(total_steps, cfg.max_steps)
         reason, start, start_samples = "completed", time.perf_counter(), st.samples
-        loss_sum, loss_n = 0.0, 0
         self.model.train()
         with stop_on_sigint() as interrupted, make_progress() as bar:
             task = bar.add_task("train", total=total_steps, completed=st.step, rate="", info="")
             while st.epoch < cfg.epochs and reason == "completed":
                 batches = self.schedule.batches(st.epoch, st.batch)
-                while True:
-                    if cfg.max_steps and st.step >= cfg.max_steps:
-                        reason = "max_steps"
-                        break
-                    with self.timer.section("data"):
-                        batch = next(batches, None)
-                    if batch is None:
-                        break
-                    try:
-                        loss = self.step(batch)
-                    except NonFiniteLoss as e:
-                        log.write({"kind": "error", "step": st.step + 1, "error": str(e)})
-                        raise NonFiniteLoss(f"{e}; {self._last_good()}") from None
-                    st.step, st.batch, st.samples = (
-                        st.step + 1,
-                        st.batch + 1,
-                        st.samples + len(batch),
-                    )
-                    loss_sum, loss_n = loss_sum + loss, loss_n + 1
-                    if st.step % cfg.log_every == 0 or st.step == total_steps:
-                        rate = (st.samples - start_samples) / (time.perf_counter() - start)
-                        log.write(self._train_record(loss_sum / loss_n, rate))
-                        bar.update(
-                            task,
-                            completed=st.step,
-                            rate=f"{rate:,.0f} samples/s",
-                            info=f"loss {loss_sum / loss_n:.4f}",
+                try:
+                    while True:
+                        if cfg.max_steps and st.step >= cfg.max_steps:
+                            reason = "max_steps"
+                            break
+                        with self.timer.section("data"):
+                            batch = next(batches, None)
+                        if batch is None:
+                            break
+                        try:
+                            loss = self.step(batch)
+                        except NonFiniteLoss as e:
+                            log.write({"kind": "error", "step": st.step + 1, "error": str(e)})
+                            raise NonFiniteLoss(f"{e}; {self._last_good()}") from None
+                        st.step, st.batch, st.samples = (
+                            st.step + 1,
+                            st.batch + 1,
+                            st.samples + len(batch),
                         )
-                        loss_sum, loss_n = 0.0, 0
-                    if cfg.eval_every and st.step % cfg.eval_every == 0:
-                        log.write(self._eval_record("val", self.cfg.data.max_eval_rows))
-                    if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0:
-                        self.save()
-                    if interrupted.is_set() or (should_stop and should_stop(st)):
-                        reason = "interrupted"
-                        break
-                batches.close() if hasattr(batches, "close") else None
+                        st.loss_sum, st.loss_n = st.loss_sum + loss, st.loss_n + 1
+                        if st.step % cfg.log_every == 0 or st.step == total_steps:
+                            rate = (st.samples - start_samples) / (time.perf_counter() - start)
+                            log.write(self._train_record(st.loss_sum / st.loss_n, rate))
+                            bar.update(
+                                task,
+                                completed=st.step,
+                                rate=f"{rate:,.0f} samples/s",
+                                info=f"loss {st.loss_sum / st.loss_n:.4f}",
+                            )
+                            st.loss_sum, st.loss_n = 0.0, 0
+                        if cfg.eval_every and st.step % cfg.eval_every == 0:
+                            log.write(self._eval_record("val", self.cfg.data.max_eval_rows))
+                        if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0:
+                            self.save()
+                        if interrupted.is_set() or (should_stop and should_stop(st)):
+                            reason = "interrupted"
+                            break
+                finally:  # stop the prefetch thread on every exit path
+                    close = getattr(batches, "close", None)
+                    if close is not None:
+                        close()
                 if reason == "completed":
                     st.epoch, st.batch = st.epoch + 1, 0
         train_seconds = time.perf_counter() - start
@@ -250,8 +264,8 @@ class Trainer:
         if metrics is None:
             return None
         record = {"kind": split, "step": self.state.step, "epoch": self.state.epoch, **metrics}
-        if log is not None:
-            log.write(record)
+        if log is not None:  # the end-of-run evaluation: a resumed run drops it from the log
+            log.write({**record, "final": True})
         return record
 
     def _last_good(self) -> str:
@@ -265,51 +279,39 @@ class Trainer:
 
 
 def start_run(cfg: RunConfig, run_dir: Path, overwrite: bool = False) -> Trainer:
-    """A new run directory with the resolved config."""
+    """A new run directory with the resolved config (files of an overwritten run removed)."""
     run_dir = Path(run_dir)
     if (run_dir / runlog.CHECKPOINT).exists() and not overwrite:
         raise HotrecError(
             f"{run_dir} already holds a run: use --resume to continue it or --overwrite"
         )
-    dataset = open_dataset(cfg.data.path)
+    trainer = Trainer(cfg, run_dir, open_dataset(cfg.data.path))  # fails before any write
     run_dir.mkdir(parents=True, exist_ok=True)
+    for name in (runlog.CHECKPOINT, runlog.RESULT, runlog.METRICS):
+        (run_dir / name).unlink(missing_ok=True)
     runlog.write_json_atomic(run_dir / runlog.CONFIG, cfg.to_dict())
-    return Trainer(cfg, run_dir, dataset)
+    return trainer
 
 
-def resume_run(run_dir: Path, overrides: dict | None = None) -> Trainer:
-    """Reopen a run from its config.json and checkpoint; `overrides` may change train options."""
+def resume_run(run_dir: Path, overrides: dict | None = None, save_config: bool = True) -> Trainer:
+    """Reopen a run from its config.json and checkpoint; `overrides` may change options.
+
+    The config file is rewritten (with the overrides) only after the checkpoint was restored
+    into the model they describe, and never when save_config is False (evaluation)."""
     run_dir = Path(run_dir)
     config_path = run_dir / runlog.CONFIG
     if not config_path.is_file():
         raise HotrecError(f"{run_dir} is not a run directory (no {runlog.CONFIG})")
-    raw = json.loads(config_path.read_text())
+    try:
+        raw = json.loads(config_path.read_text())
+    except json.JSONDecodeError as e:
+        raise HotrecError(f"{config_path} is not valid JSON: {e}") from None
     for section, values in (overrides or {}).items():
         raw.setdefault(section, {}).update(values)
     cfg = config_from_dict(raw)
     ckpt = load_checkpoint(run_dir / runlog.CHECKPOINT)
-    runlog.write_json_atomic(config_path, cfg.to_dict())
     trainer = Trainer(cfg, run_dir)
     trainer.restore(ckpt)
+    if save_config:
+        runlog.write_json_atomic(config_path, cfg.to_dict())
     return trainer
-
-
-def load_model(run_dir: Path, device: str = "cpu") -> tuple[DLRM, RunConfig, dict]:
-    """The trained model of a run (for `hotrec eval`), its config and its saved state."""
-    run_dir = Path(run_dir)
-    trainer = resume_run(run_dir, {"train": {"device": device}})
-    trainer.model.eval()
-    return trainer.model, trainer.cfg, asdict(trainer.state)
-
-
-__all__ = [
-    "Trainer",
-    "TrainState",
-    "NonFiniteLoss",
-    "start_run",
-    "resume_run",
-    "evaluate",
-    "resolve_device",
-    "load_model",
-    "format_rate",
-]
