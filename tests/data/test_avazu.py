@@ -198,3 +198,11 @@ def test_hash_rows_and_min_count(tmp_path: Path) -> None:
     np.testing.assert_array_equal(c1, [1, 0, 1, 0, 0, 0, 1, 0, 0, 1])  # rows 0,1,3,2,4,5..9
     with pytest.raises(HotrecError, match="hash-rows"):
         prepare_avazu(path, tmp_path / "x", hash_rows=1)
+
+
+def test_a_file_without_line_breaks_is_refused_not_read_whole(tmp_path):
+    path = tmp_path / "train"
+    path.write_text(HEADER + "\n" + "x" * (1 << 21))
+    with pytest.raises(HotrecError, match="line 2 is longer than"):
+        prepare_avazu(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -20,6 +20,9 @@ def print_dataset_summary(path: Path) -> None:
         f"wrote {ds.path}: {splits} rows; {ds.schema.num_dense} dense, "
         f"{ds.schema.num_tables} tables, {ds.schema.total_rows:,} embedding rows"
     )
+    empty = [k for k, v in ds.meta["splits"].items() if v == 0]
+    if empty:
+        console.print(f"[yellow]warning: empty split(s): {', '.join(empty)} (too little input?)")
     rows = ds.meta.get("rows")
     if rows:
         line = (

@@ -42,13 +42,23 @@ def open_input(path: Path) -> Iterator[tuple[BinaryIO, BinaryIO]]:
             raise HotrecError(f"{path}: cannot read ({e})") from None
 
 
+MAX_LINE_BYTES = 1 << 20  # a longer line is not a data row: refuse rather than read it whole
+
+
 def line_chunks(stream: BinaryIO, chunk_rows: int, first_line: int = 2) -> Iterator[LineChunk]:
     """Chunks of at most chunk_rows lines from the stream's position (line first_line on)."""
     line_no = first_line
+    lines_in = iter(lambda: stream.readline(MAX_LINE_BYTES + 1), b"")  # bounded line reads
     while True:
-        block = list(islice(stream, chunk_rows))
+        block = list(islice(lines_in, chunk_rows))
         if not block:
             return
+        for i, raw_line in enumerate(block):
+            if len(raw_line) > MAX_LINE_BYTES:
+                raise HotrecError(
+                    f"line {line_no + i} is longer than {MAX_LINE_BYTES:,} bytes: not a CSV of "
+                    "rows (wrong file, or no line breaks)"
+                )
         data = b"".join(block)
         del block
         lines = data.decode("utf-8", errors="replace").split("\n")

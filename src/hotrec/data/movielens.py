@@ -167,7 +167,7 @@ def _side_rows(
     for number, line in enumerate(lines, start=1):
         parts = line.rstrip("\r").split(sep)
         count_ok = len(parts) >= fields if at_least else len(parts) == fields
-        if count_ok and parts[0].strip().isdigit():
+        if count_ok and parts[0].strip().isascii() and parts[0].strip().isdigit():
             rows.append(parts)
         elif line.strip():
             if strict:
