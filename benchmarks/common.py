@@ -25,16 +25,32 @@ def machine() -> dict:
                 break
     except OSError:
         pass
+    import numpy
+    import polars
+
     info = {
         "cpu": cpu,
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "polars": polars.__version__,
         "python": platform.python_version(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
     return info
+
+
+def kaggle_like_dataset(workdir: Path, rows: int, max_table_rows: int) -> Path:
+    """The synthetic criteo-kaggle-profile dataset the training benchmarks share (made once)."""
+    from hotrec.data.format import META
+    from hotrec.data.synthetic import synthesize
+
+    data = workdir / f"kaggle-{rows}-cap{max_table_rows}"
+    if not (data / META).exists():
+        synthesize(data, profile="criteo-kaggle", rows=rows, max_table_rows=max_table_rows, seed=0)
+    return data
 
 
 def command_line() -> str:

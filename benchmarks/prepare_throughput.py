@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+from common import machine
 
 TARGET_MBPS = 100.0
 TARGET_RSS_GB = 2.0
@@ -88,28 +89,6 @@ def run_child(path: Path, out: Path) -> tuple[float, float]:
     return seconds, peak_kb / 2**20
 
 
-def machine() -> dict:
-    """nproc, CPU model and library versions."""
-    import torch
-
-    model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": model,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "polars": pl.__version__,
-        "numpy": np.__version__,
-    }
-
-
 def plot(result: dict, path: Path) -> None:
     """Two bars against their targets: MB/s (higher is better) and peak RSS (lower is better)."""
     import matplotlib
@@ -135,7 +114,7 @@ def plot(result: dict, path: Path) -> None:
         ax.legend()
     fig.suptitle(
         f"prepare_criteo_kaggle, {result['file_gb']:.2f} GB, {result['rows']:,} lines, "
-        f"{result['machine']['nproc']} cores"
+        f"{result['machine']['cores']} cores"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -13,25 +13,15 @@ import argparse
 import statistics
 from pathlib import Path
 
-from common import RESULTS, command_line, machine, write_result
+from common import RESULTS, command_line, kaggle_like_dataset, machine, write_result
 from hotrec.config import load_config
-from hotrec.data.format import META
-from hotrec.data.synthetic import synthesize
 from hotrec.training.trainer import start_run
 
 SCHEDULES = ("baseline", "device_only", "fae", "hotline")
 
 
 def run(args: argparse.Namespace) -> dict:
-    data = args.workdir / f"kaggle-{args.rows}-cap{args.max_table_rows}"
-    if not (data / META).exists():
-        synthesize(
-            data,
-            profile="criteo-kaggle",
-            rows=args.rows,
-            max_table_rows=args.max_table_rows,
-            seed=0,
-        )
+    data = kaggle_like_dataset(args.workdir, args.rows, args.max_table_rows)
     common = [
         f"data.path={str(data)!r}",
         f"train.device={args.device!r}",

@@ -21,10 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import RESULTS, command_line, machine, write_result
+from common import RESULTS, command_line, kaggle_like_dataset, machine, write_result
 from hotrec.config import load_config, replace
-from hotrec.data.format import META
-from hotrec.data.synthetic import synthesize
 from hotrec.models.interactions import DotInteraction
 from hotrec.models.mlp import mlp
 from hotrec.training.trainer import Trainer, start_run
@@ -82,15 +80,7 @@ def plain_step_fn(trainer: Trainer, lr: float):
 
 
 def run(args: argparse.Namespace) -> dict:
-    data = args.workdir / f"kaggle-{args.rows}-cap{args.max_table_rows}"
-    if not (data / META).exists():
-        synthesize(
-            data,
-            profile="criteo-kaggle",
-            rows=args.rows,
-            max_table_rows=args.max_table_rows,
-            seed=0,
-        )
+    data = kaggle_like_dataset(args.workdir, args.rows, args.max_table_rows)
     base = [
         f"data.path={str(data)!r}",
         f"train.device={args.device!r}",

@@ -16,7 +16,12 @@ import numpy as np
 from hotrec.data.loader import IndexBatches
 from hotrec.progress import console
 from hotrec.training.schedules.base import Schedule
-from hotrec.training.schedules.placed import Reprofiler, install_routing, obtain_hotset
+from hotrec.training.schedules.placed import (
+    Reprofiler,
+    install_routing,
+    obtain_hotset,
+    placement_stats,
+)
 from hotrec.types import Batch
 
 CLASSIFY_ROWS = 1 << 18  # rows per classification chunk
@@ -121,13 +126,4 @@ class FAE(Schedule):
         self.on_device, self.host_changed = True, False
 
     def stats(self) -> dict:
-        t = self.routed.traffic
-        return {
-            "schedule": self.name,
-            "h2d_bytes": t.h2d_bytes,
-            "d2h_bytes": t.d2h_bytes,
-            "syncs": t.syncs,
-            "hot_input_share": self.hot_inputs / max(self.inputs, 1),
-            "hot_rows": len(self.hotset.rows),
-            **self.reprofiler.stats(),
-        }
+        return placement_stats(self, self.hot_inputs / max(self.inputs, 1))

@@ -22,7 +22,12 @@ import torch
 
 from hotrec.data.loader import prefetched
 from hotrec.training.schedules.base import Schedule
-from hotrec.training.schedules.placed import Reprofiler, install_routing, obtain_hotset
+from hotrec.training.schedules.placed import (
+    Reprofiler,
+    install_routing,
+    obtain_hotset,
+    placement_stats,
+)
 from hotrec.training.steps import select, train_step
 from hotrec.types import Batch
 
@@ -142,15 +147,9 @@ class Hotline(Schedule):
         self.routed.replica.pull()
 
     def stats(self) -> dict:
-        t = self.routed.traffic
-        return {
-            "schedule": self.name,
-            "h2d_bytes": t.h2d_bytes,
-            "d2h_bytes": t.d2h_bytes,
-            "syncs": t.syncs,
-            "hot_input_share": self.popular_samples / max(self.samples, 1),
-            "hot_rows": len(self.hotset.rows),
-            "patched_rows": self.patched_rows,
-            "lookahead": self.lookahead,
-            **self.reprofiler.stats(),
-        }
+        return placement_stats(
+            self,
+            self.popular_samples / max(self.samples, 1),
+            patched_rows=self.patched_rows,
+            lookahead=self.lookahead,
+        )

@@ -92,3 +92,18 @@ class Reprofiler:
         if not self.every:
             return {}
         return {"reprofiles": self.reprofiles, "rows_moved_in": self.rows_moved_in}
+
+
+def placement_stats(schedule, hot_input_share: float, **extra) -> dict:
+    """What fae and hotline report: traffic, syncs, hot share, hot rows, re-profiles."""
+    t = schedule.routed.traffic
+    return {
+        "schedule": schedule.name,
+        "h2d_bytes": t.h2d_bytes,
+        "d2h_bytes": t.d2h_bytes,
+        "syncs": t.syncs,
+        "hot_input_share": hot_input_share,
+        "hot_rows": len(schedule.hotset.rows),
+        **extra,
+        **schedule.reprofiler.stats(),
+    }
