@@ -63,6 +63,13 @@ class PlacementConfig:
     )
     lookahead: int = 2  # hotline: upcoming batches whose cold rows are gathered ahead
     reprofile_every: int = 0  # fae/hotline: re-count popularity every N steps, move rows (0 = off)
+    slipstream: bool = False  # fae/hotline: skip hot inputs whose rows stopped changing
+    slipstream_start: float = 0.2  # s: warm-up starts after this share of the epoch's hot batches
+    slipstream_window: float = 0.1  # p: warm-up length, as a share of the epoch's hot batches
+    slipstream_sample: float = 0.05  # i: share of the epoch's remaining batches sampled to find T
+    slipstream_target: float = 0.3  # D: share of hot inputs to make skippable (0 = skip nothing)
+    slipstream_tolerance: float = 0.08  # accepted distance of the skipped share from D
+    slipstream_alpha: int = 0  # stale lookups that make an input skippable (0 = all of them)
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,12 @@ def validate(cfg: RunConfig) -> None:
     for name in _NON_NEGATIVE:
         if get(name) < 0:
             raise HotrecError(f"{name} must be >= 0, got {get(name)!r}")
+    p = cfg.placement
+    for name in ("slipstream_start", "slipstream_window", "slipstream_sample", "slipstream_target"):
+        if not 0 <= getattr(p, name) <= 1:
+            raise HotrecError(f"placement.{name} must be in [0, 1], got {getattr(p, name)}")
+    if p.slipstream and p.schedule not in ("fae", "hotline"):
+        raise HotrecError("placement.slipstream works over the fae or hotline schedule")
     fraction = cfg.placement.sample_fraction
     if not 0 < fraction <= 1:
         raise HotrecError(f"placement.sample_fraction must be in (0, 1], got {fraction}")

@@ -122,7 +122,7 @@ class Trainer:
         )
         self.state = TrainState()
         self.timer = StepTimer(self.device)
-        self.schedule = make_schedule(cfg.placement.schedule)
+        self.schedule = make_schedule(cfg.placement.schedule, cfg.placement.slipstream)
         self.schedule.attach(self)
         self.timer.watch(self.model.embeddings, "embedding")
 
@@ -197,11 +197,10 @@ class Trainer:
                         except NonFiniteLoss as e:
                             log.write({"kind": "error", "step": st.step + 1, "error": str(e)})
                             raise NonFiniteLoss(f"{e}; {self._last_good()}") from None
-                        st.step, st.batch, st.samples = (
-                            st.step + 1,
-                            st.batch + 1,
-                            st.samples + len(batch),
-                        )
+                        st.batch, st.samples = st.batch + 1, st.samples + len(batch)
+                        if loss is None:  # every input of the batch filtered out (slipstream)
+                            continue
+                        st.step += 1
                         st.loss_sum, st.loss_n = st.loss_sum + loss, st.loss_n + 1
                         if st.step % cfg.log_every == 0 or st.step == total_steps:
                             rate = (st.samples - start_samples) / (time.perf_counter() - start)

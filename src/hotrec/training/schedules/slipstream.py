@@ -1,0 +1,164 @@
+"""slipstream: skip hot inputs whose embeddings stopped changing (Maboud et al., 2024).
+
+A filter over fae or hotline, per epoch: after `start` x (the epoch's hot batches) hot batches,
+snapshot the hot rows; after another `window` x (hot batches), snapshot again; fit the
+staleness detector on a sample of the hot inputs the epoch has not trained yet; from then on,
+hot inputs whose lookups are all (or `alpha`) stale get no forward and no backward for the rest
+of the epoch. Cold inputs are never skipped. Approximate by design: the quality bound is
+stated and measured in the README and tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from hotrec.placement.staleness import StalenessDetector
+from hotrec.training.schedules.base import Schedule
+from hotrec.training.schedules.hotline import Prepared
+from hotrec.training.steps import select
+
+
+class Slipstream(Schedule):
+    def __init__(self, base: Schedule) -> None:
+        self.base = base
+        self.name = f"{base.name}+slipstream"
+
+    def attach(self, trainer) -> None:
+        super().attach(trainer)
+        self.base.attach(trainer)
+        p = trainer.cfg.placement
+        self.detector = StalenessDetector(
+            p.slipstream_target, p.slipstream_tolerance, p.slipstream_alpha or None
+        )
+        self.skipped = self.seen_hot = 0
+        self.epochs: list[dict] = []
+
+    # -- the epoch's plan ------------------------------------------------------------------------
+    def hot_batches_per_epoch(self) -> int:
+        return len(getattr(self.base, "hot_batches", [])) or self.base.num_batches()
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator:
+        p = self.trainer.cfg.placement
+        n_hot = self.hot_batches_per_epoch()
+        self.epoch, self.position, self.hot_seen = epoch, start, 0
+        self.begin = int(p.slipstream_start * n_hot)
+        self.end = self.begin + max(1, int(p.slipstream_window * n_hot))
+        self.before = None
+        self.fitted = False
+        return self.base.batches(epoch, start)
+
+    def num_batches(self) -> int:
+        return self.base.num_batches()
+
+    # -- one step --------------------------------------------------------------------------------
+    def step(self, item) -> float | None:
+        routed = self.base.routed
+        hot = self._is_hot_batch(item)
+        if hot and self.hot_seen == self.begin and self.before is None:
+            self.before = routed.replica.weight.detach().clone()
+        if self.fitted:
+            item = self._drop_skippable(item)
+        self.position += 1
+        if item is None:
+            return None
+        loss = self.base.step(item)
+        if hot:
+            self.hot_seen += 1
+            if self.hot_seen == self.end and self.before is not None and not self.fitted:
+                self._fit()
+        return loss
+
+    def _is_hot_batch(self, item) -> bool:
+        if isinstance(item, Prepared):  # hotline: every mini-batch trains hot rows
+            return True
+        ids = item.sparse + self.base.routed.offsets
+        return bool((self.base.routed.slot_map[ids] >= 0).all())
+
+    def _slots(self, sparse: torch.Tensor) -> torch.Tensor:
+        return self.base.routed.slot_map[sparse + self.base.routed.offsets]  # [B, T]
+
+    def _drop_skippable(self, item):
+        """The item without its skippable hot inputs; None when nothing is left."""
+        batch = item.batch if isinstance(item, Prepared) else item
+        slots = self._slots(batch.sparse)
+        hot = (slots >= 0).all(dim=1)
+        skip = torch.zeros_like(hot)
+        skip[hot] = self.detector.skippable(slots[hot])
+        self.skipped += int(skip.sum())
+        self.seen_hot += int(hot.sum())
+        record = self.epochs[-1]  # this epoch's realized share, over hot inputs after the fit
+        record["skipped"] += int(skip.sum())
+        record["hot_inputs_after_fit"] += int(hot.sum())
+        if not skip.any():
+            return item
+        if skip.all():
+            return None
+        keep = ~skip
+        if isinstance(item, Prepared):  # skipped inputs are all-hot: cold rows stay as gathered
+            item.batch, item.popular = select(item.batch, keep), item.popular[keep]
+            return item
+        return select(item, keep)
+
+    def _fit(self) -> None:
+        after = self.base.routed.replica.weight.detach()
+        sample = self._upcoming_hot_slots()
+        self.detector.fit(self.before.cpu(), after.cpu(), sample)
+        self.before, self.fitted = None, True
+        d = self.detector
+        self.epochs.append(
+            {
+                "epoch": self.epoch,
+                "threshold": d.threshold_,
+                "stale_rows": int(d.stale_.sum()),
+                "sample_skip_share": round(d.skip_share_, 4),
+                "sampled_inputs": int(sample.shape[0]),
+                "skipped": 0,
+                "hot_inputs_after_fit": 0,
+            }
+        )
+
+    def _upcoming_hot_slots(self) -> torch.Tensor:
+        """Slots [S, T] of a seeded sample of the hot inputs this epoch has not trained yet."""
+        p, t = self.trainer.cfg.placement, self.trainer
+        rows = self._remaining_rows()
+        rng = np.random.default_rng([t.cfg.train.seed, self.epoch, 7])
+        take = max(1, int(round(p.slipstream_sample * len(rows)))) if len(rows) else 0
+        rows = np.sort(rng.choice(rows, size=take, replace=False)) if take else rows
+        sparse = torch.from_numpy(np.asarray(t.dataset.split("train").sparse[rows], np.int64))
+        slots = self._slots(sparse)
+        return slots[(slots >= 0).all(dim=1)]
+
+    def _remaining_rows(self) -> np.ndarray:
+        """Row indices of the batches after the current position in this epoch's order."""
+        base = self.base
+        if hasattr(base, "epoch_order"):  # fae: index batches
+            order = base.epoch_order(self.epoch)[self.position :]
+            return np.concatenate(order) if order else np.zeros(0, np.int64)
+        loader = self.trainer.train_loader
+        blocks = loader.batch_order(self.epoch)[self.position :]
+        bs = loader.batch_size
+        parts = [np.arange(b * bs, min((b + 1) * bs, loader.rows)) for b in blocks]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    # -- the rest delegates ------------------------------------------------------------------------
+    def sync(self) -> None:
+        self.base.sync()
+
+    def reload(self) -> None:
+        self.base.reload()
+
+    def stats(self) -> dict:
+        return {
+            **self.base.stats(),
+            "schedule": self.name,
+            "skipped_inputs": self.skipped,
+            "skipped_share_of_hot": round(self.skipped / max(self.seen_hot, 1), 4),
+            "slipstream_epochs": self.epochs,
+        }
+
+
+def with_slipstream(base: Schedule, enabled: bool) -> Schedule:
+    return Slipstream(base) if enabled else base
