@@ -70,6 +70,9 @@ class PlacementConfig:
     slipstream_target: float = 0.3  # D: share of hot inputs to make skippable (0 = skip nothing)
     slipstream_tolerance: float = 0.08  # accepted distance of the skipped share from D
     slipstream_alpha: int = 0  # stale lookups that make an input skippable (0 = all of them)
+    slipstream_mode: str = (
+        "skip"  # skip: drop stale inputs; freeze: keep them, stop updating stale rows
+    )
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ _CHOICES = {
     "train.device": ("auto", "cpu", "cuda"),
     "train.precision": ("fp32", "bf16"),
     "placement.schedule": ("baseline", "device_only", "fae", "hotline"),
+    "placement.slipstream_mode": ("skip", "freeze"),
 }
 _POSITIVE = (
     "data.batch_size",

@@ -84,3 +84,56 @@ def test_quality_bound_on_the_criteo_kaggle_profile(tmp_path):
     _, ss = run(tmp_path, data, "ss", "fae", *common, "placement.slipstream=true")
     assert ss["placement"]["skipped_inputs"] > 0
     assert abs(ss["val"]["auc"] - base["val"]["auc"]) <= 0.002
+
+
+@pytest.mark.parametrize("schedule", ["fae", "hotline"])
+def test_freeze_mode_with_target_zero_equals_the_base_schedule(tmp_path, toy, schedule):
+    common = ["placement.hot_budget='2KiB'", "data.batch_size=64"]
+    base, _ = run(tmp_path, toy, "base", schedule, *common)
+    ss, _ = run(
+        tmp_path,
+        toy,
+        "ss",
+        schedule,
+        *common,
+        "placement.slipstream=true",
+        "placement.slipstream_mode='freeze'",
+        "placement.slipstream_target=0.0",
+    )
+    a, b = base.model.state_dict(), ss.model.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_freeze_mode_freezes_rows_and_keeps_every_input(tmp_path, skewed):
+    trainer, res = run(
+        tmp_path,
+        skewed,
+        "ss",
+        "fae",
+        "placement.hot_budget='4KiB'",
+        "placement.slipstream=true",
+        "placement.slipstream_mode='freeze'",
+        "placement.slipstream_sample=0.2",
+    )
+    p = res["placement"]
+    train_rows = trainer.dataset.meta["splits"]["train"]
+    assert p["skipped_inputs"] == 0
+    assert trainer.state.samples == trainer.cfg.train.epochs * train_rows  # every input trained
+    assert any(e.get("frozen_rows", 0) > 0 for e in p["slipstream_epochs"])
+
+
+def test_frozen_rows_are_not_updated_but_their_gradients_are_kept():
+    from hotrec.embeddings.store import EmbeddingStore
+    from hotrec.placement.hot_cold import DeviceReplica
+
+    store = EmbeddingStore([6], 2, optimizer="sgd", lr=0.5)
+    replica = DeviceReplica(store, [1, 3, 4], torch.device("cpu"))
+    replica.pull()
+    before = replica.weight.clone()
+    replica.frozen = torch.tensor([False, True, False])
+    replica.frozen_grads = torch.zeros_like(replica.weight)
+    replica.update(torch.tensor([0, 1, 1]), torch.ones(3, 2))
+    assert torch.equal(replica.weight[1], before[1])  # frozen: unchanged
+    torch.testing.assert_close(replica.weight[0], before[0] - 0.5)
+    torch.testing.assert_close(replica.frozen_grads[1], torch.full((2,), 2.0))

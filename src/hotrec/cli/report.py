@@ -60,7 +60,7 @@ def print_results(result: dict, title: str = "results") -> None:
         )
     placement = result.get("placement")
     if placement:
-        shown = {k: v for k, v in placement.items() if k != "schedule"}
+        shown = {k: v for k, v in placement.items() if k != "schedule" and not isinstance(v, list)}
         parts = [f"{k} {_fmt(k, v)}" for k, v in shown.items()]
         console.print(f"schedule {placement['schedule']}: " + ", ".join(parts))
     split = result.get("time_split_s")

@@ -30,6 +30,14 @@ SHORTCUTS = {
     "fae_run_length": "placement.fae_run_length",
     "lookahead": "placement.lookahead",
     "reprofile_every": "placement.reprofile_every",
+    "slipstream": "placement.slipstream",
+    "slipstream_target": "placement.slipstream_target",
+    "slipstream_tolerance": "placement.slipstream_tolerance",
+    "slipstream_start": "placement.slipstream_start",
+    "slipstream_window": "placement.slipstream_window",
+    "slipstream_sample": "placement.slipstream_sample",
+    "slipstream_alpha": "placement.slipstream_alpha",
+    "slipstream_mode": "placement.slipstream_mode",
 }
 
 
@@ -87,6 +95,49 @@ def add_shortcuts(p: argparse.ArgumentParser) -> None:
         help="fae: hot batches per run, cold ones in proportion (0 = all cold, then all hot)",
     )
     p.add_argument("--lookahead", type=int, help="hotline: batches gathered ahead (default 2)")
+    s = p.add_argument_group("slipstream (over --schedule fae or hotline)")
+    s.add_argument(
+        "--slipstream",
+        action="store_const",
+        const=True,
+        help="skip hot inputs whose embedding rows stopped changing",
+    )
+    s.add_argument(
+        "--slipstream-target",
+        type=float,
+        metavar="D",
+        help="share of hot inputs to make skippable (default 0.3)",
+    )
+    s.add_argument("--slipstream-tolerance", type=float, help="accepted distance from D (0.08)")
+    s.add_argument(
+        "--slipstream-start",
+        type=float,
+        metavar="S",
+        help="warm-up starts after this share of the epoch's hot batches (0.2)",
+    )
+    s.add_argument(
+        "--slipstream-window",
+        type=float,
+        metavar="P",
+        help="warm-up length as a share of the epoch's hot batches (0.1)",
+    )
+    s.add_argument(
+        "--slipstream-sample",
+        type=float,
+        metavar="I",
+        help="share of the epoch's remaining batches sampled to find T (0.05)",
+    )
+    s.add_argument(
+        "--slipstream-mode",
+        choices=("skip", "freeze"),
+        help="skip: no forward/backward for stale inputs (default); freeze: keep every input, "
+        "stop updating stale rows, re-check them every window",
+    )
+    s.add_argument(
+        "--slipstream-alpha",
+        type=int,
+        help="stale lookups that make an input skippable (0 = all, the default)",
+    )
     p.add_argument(
         "--reprofile-every",
         type=int,
@@ -107,7 +158,10 @@ def shortcut_overrides(args: argparse.Namespace) -> list[str]:
         if value is None:
             continue
         for f in (fields,) if isinstance(fields, str) else fields:
-            out.append(f"{f}={value!r}" if isinstance(value, str) else f"{f}={value}")
+            if isinstance(value, bool):
+                out.append(f"{f}={str(value).lower()}")
+            else:
+                out.append(f"{f}={value!r}" if isinstance(value, str) else f"{f}={value}")
     return out
 
 

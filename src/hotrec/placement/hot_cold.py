@@ -42,6 +42,8 @@ class DeviceReplica:
         adagrad = store.optimizer == "adagrad"
         self.state = torch.zeros(n, device=device) if adagrad else None
         self.traffic = Traffic()
+        self.frozen: torch.Tensor | None = None  # bool [N]: rows not updated (slipstream freeze)
+        self.frozen_grads: torch.Tensor | None = None  # [N, D] gradients the frozen rows missed
 
     @property
     def nbytes(self) -> int:
@@ -66,6 +68,12 @@ class DeviceReplica:
 
     def update(self, slots: torch.Tensor, grads: torch.Tensor) -> None:
         s = self.store
+        if self.frozen is not None:  # frozen rows: no update, but remember what they missed
+            frozen = self.frozen[slots]
+            self.frozen_grads.index_add_(
+                0, slots[frozen], grads[frozen].to(self.frozen_grads.dtype)
+            )
+            slots, grads = slots[~frozen], grads[~frozen]
         apply_rows(self.weight, self.state, slots, grads, s.optimizer, s.lr, s.eps)
 
 

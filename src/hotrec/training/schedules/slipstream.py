@@ -33,6 +33,7 @@ class Slipstream(Schedule):
         self.detector = StalenessDetector(
             p.slipstream_target, p.slipstream_tolerance, p.slipstream_alpha or None
         )
+        self.mode = p.slipstream_mode
         self.skipped = self.seen_hot = 0
         self.epochs: list[dict] = []
 
@@ -45,7 +46,9 @@ class Slipstream(Schedule):
         n_hot = self.hot_batches_per_epoch()
         self.epoch, self.position, self.hot_seen = epoch, start, 0
         self.begin = int(p.slipstream_start * n_hot)
-        self.end = self.begin + max(1, int(p.slipstream_window * n_hot))
+        self.window = max(1, int(p.slipstream_window * n_hot))
+        self.end = self.begin + self.window
+        self._unfreeze()  # every epoch starts with all rows live
         self.before = None
         self.fitted = False
         return self.base.batches(epoch, start)
@@ -59,7 +62,7 @@ class Slipstream(Schedule):
         hot = self._is_hot_batch(item)
         if hot and self.hot_seen == self.begin and self.before is None:
             self.before = routed.replica.weight.detach().clone()
-        if self.fitted:
+        if self.fitted and self.mode == "skip":
             item = self._drop_skippable(item)
         self.position += 1
         if item is None:
@@ -69,6 +72,8 @@ class Slipstream(Schedule):
             self.hot_seen += 1
             if self.hot_seen == self.end and self.before is not None and not self.fitted:
                 self._fit()
+            elif self._freezing() and self.hot_seen % self.window == 0:
+                self._recheck_frozen()
         return loss
 
     def _is_hot_batch(self, item) -> bool:
@@ -108,6 +113,8 @@ class Slipstream(Schedule):
         self.detector.fit(self.before.cpu(), after.cpu(), sample)
         self.before, self.fitted = None, True
         d = self.detector
+        if self.mode == "freeze" and d.threshold_ is not None:
+            self._freeze(d.stale_)
         self.epochs.append(
             {
                 "epoch": self.epoch,
@@ -142,6 +149,34 @@ class Slipstream(Schedule):
         bs = loader.batch_size
         parts = [np.arange(b * bs, min((b + 1) * bs, loader.rows)) for b in blocks]
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    # -- freeze mode ------------------------------------------------------------------------------
+    def _freeze(self, stale: torch.Tensor) -> None:
+        """Stop updating stale rows; remember the replica to measure live rows' next change."""
+        replica = self.base.routed.replica
+        replica.frozen = stale.to(replica.weight.device)
+        replica.frozen_grads = torch.zeros_like(replica.weight)
+        self.snapshot = replica.weight.detach().clone()
+        self.epochs[-1]["frozen_rows"] = int(stale.sum())
+
+    def _recheck_frozen(self) -> None:
+        """Every window: live rows whose change fell below T freeze, frozen rows whose missed
+        update (lr x summed gradient, an SGD estimate) reaches T come back to life."""
+        replica, d = self.base.routed.replica, self.detector
+        change = (replica.weight - self.snapshot).abs().amax(dim=1)  # [N] live rows
+        missed = replica.frozen_grads.abs().amax(dim=1) * replica.store.lr  # [N] frozen rows
+        change = torch.where(replica.frozen, missed, change)
+        revived = int((replica.frozen & (change >= d.threshold_)).sum())
+        self._freeze(change < d.threshold_)
+        self.epochs[-1]["revived_rows"] = self.epochs[-1].get("revived_rows", 0) + revived
+
+    def _freezing(self) -> bool:
+        return self.mode == "freeze" and self.base.routed.replica.frozen is not None
+
+    def _unfreeze(self) -> None:
+        replica = getattr(getattr(self.base, "routed", None), "replica", None)
+        if replica is not None:
+            replica.frozen = replica.frozen_grads = None
 
     # -- the rest delegates ------------------------------------------------------------------------
     def sync(self) -> None:
