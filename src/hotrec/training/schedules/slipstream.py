@@ -185,12 +185,22 @@ class Slipstream(Schedule):
     def reload(self) -> None:
         self.base.reload()
 
+    def _time_saved(self) -> float:
+        """Skipped inputs x measured step time per trained input (forward, backward, updates)."""
+        t = self.trainer
+        busy = sum(
+            t.timer.seconds.get(k, 0.0) for k in ("transfer", "embedding", "mlp", "optimizer")
+        )
+        return round(self.skipped * busy / max(t.state.samples - self.skipped, 1), 2)
+
     def stats(self) -> dict:
         return {
             **self.base.stats(),
             "schedule": self.name,
+            "threshold": self.epochs[-1]["threshold"] if self.epochs else None,
             "skipped_inputs": self.skipped,
             "skipped_share_of_hot": round(self.skipped / max(self.seen_hot, 1), 4),
+            "est_time_saved_s": self._time_saved(),
             "slipstream_epochs": self.epochs,
         }
 
