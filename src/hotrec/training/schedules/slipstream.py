@@ -113,8 +113,6 @@ class Slipstream(Schedule):
         self.detector.fit(self.before.cpu(), after.cpu(), sample)
         self.before, self.fitted = None, True
         d = self.detector
-        if self.mode == "freeze" and d.threshold_ is not None:
-            self._freeze(d.stale_)
         self.epochs.append(
             {
                 "epoch": self.epoch,
@@ -126,6 +124,8 @@ class Slipstream(Schedule):
                 "hot_inputs_after_fit": 0,
             }
         )
+        if self.mode == "freeze" and d.threshold_ is not None:
+            self._freeze(d.stale_)
 
     def _upcoming_hot_slots(self) -> torch.Tensor:
         """Slots [S, T] of a seeded sample of the hot inputs this epoch has not trained yet."""
