@@ -37,6 +37,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/prepare_throughput.py
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/schedules.py
+	$(BIN)/python benchmarks/slipstream.py
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks
