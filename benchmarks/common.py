@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -63,3 +64,25 @@ def write_result(name: str, result: dict, out_dir: Path = RESULTS) -> Path:
     path = out_dir / f"{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path
+
+
+def training_args(doc: str) -> argparse.ArgumentParser:
+    """Options every training benchmark takes; each script adds its own."""
+    p = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--rows", type=int, default=1_000_000, help="synthetic dataset rows")
+    p.add_argument("--max-table-rows", type=int, default=1_000_000, help="cap on table rows")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--workdir", type=Path, default=Path("benchmarks/work"))
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--name", default=None, help="result file name (default <benchmark>_<device>)")
+    return p
+
+
+def save(args: argparse.Namespace, benchmark: str, result: dict, plot) -> None:
+    """JSON + PNG under args.out, named <benchmark>_<device> unless --name, and the command."""
+    name = args.name or f"{benchmark}_{args.device}"
+    path = write_result(name, result, args.out)
+    plot(result, args.out / f"{name}.png")
+    print(f"wrote {path} and {name}.png\nreproduce: {result['command']}")

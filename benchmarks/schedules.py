@@ -13,7 +13,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from common import RESULTS, command_line, kaggle_like_dataset, machine, write_result
+from common import command_line, kaggle_like_dataset, machine, save, training_args
 from hotrec.config import load_config
 from hotrec.training.trainer import start_run
 
@@ -132,29 +132,18 @@ def plot(result: dict, path: Path) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--rows", type=int, default=1_000_000)
-    p.add_argument("--max-table-rows", type=int, default=1_000_000)
+    p = training_args(__doc__)
     p.add_argument("--hot-budget", default="16MiB", help="device bytes for hot rows (fae, hotline)")
     p.add_argument("--rounds", type=int, default=1)
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
-    p.add_argument("--workdir", type=Path, default=Path("benchmarks/work"))
-    p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--name", default=None, help="result name (default schedules_<device>)")
     args = p.parse_args()
     result = run(args)
-    name = args.name or f"schedules_{args.device}"
-    path = write_result(name, result, args.out)
-    plot(result, args.out / f"{name}.png")
     for s, v in result["schedules"].items():
         print(
             f"{s:12s} {v['samples_per_s']:>10,.0f} samples/s  {v['speed_vs_baseline']:.2f}x  "
             f"val AUC {v['val_auc']:.5f} ({v['auc_minus_baseline']:+.5f})  h2d {v['h2d_MiB']:,.0f} MiB"
         )
-    print(f"wrote {path} and {name}.png\nreproduce: {result['command']}")
+    save(args, "schedules", result, plot)
 
 
 if __name__ == "__main__":

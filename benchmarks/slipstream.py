@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import RESULTS, command_line, kaggle_like_dataset, machine, write_result
+from common import command_line, kaggle_like_dataset, machine, save, training_args
 from hotrec.config import load_config
 from hotrec.training.trainer import start_run
 
@@ -127,25 +127,14 @@ def plot(result: dict, path: Path) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--rows", type=int, default=1_000_000)
-    p.add_argument("--max-table-rows", type=int, default=1_000_000)
+    p = training_args(__doc__)
     p.add_argument("--hot-budget", default="64MiB")
     p.add_argument("--profile-sample", type=float, default=0.5, help="share of inputs profiled")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--curve", type=float, nargs="*", default=[0.0, 0.1, 0.3, 0.5, 0.7])
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--workdir", type=Path, default=Path("benchmarks/work"))
-    p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--name", default=None)
     args = p.parse_args()
     result = run(args)
-    name = args.name or f"slipstream_{args.device}"
-    path = write_result(name, result, args.out)
-    plot(result, args.out / f"{name}.png")
-    print(f"wrote {path} and {name}.png\nreproduce: {result['command']}")
+    save(args, "slipstream", result, plot)
 
 
 if __name__ == "__main__":

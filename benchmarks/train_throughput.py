@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import RESULTS, command_line, kaggle_like_dataset, machine, write_result
+from common import command_line, kaggle_like_dataset, machine, save, training_args
 from hotrec.config import load_config, replace
 from hotrec.models.interactions import DotInteraction
 from hotrec.models.mlp import mlp
@@ -193,31 +193,18 @@ def plot(result: dict, path: Path) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--rows", type=int, default=1_000_000, help="synthetic dataset rows")
-    p.add_argument("--max-table-rows", type=int, default=1_000_000, help="cap on table rows")
+    p = training_args(__doc__)
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--steps", type=int, default=150, help="steps per variant per round")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument(
         "--quality-epochs", type=int, default=1, help="epochs of the fp32/bf16 AUC check (0 = skip)"
     )
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--workdir", type=Path, default=Path("benchmarks/work"))
-    p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument(
-        "--name", default=None, help="result file name (default train_throughput_<device>)"
-    )
     args = p.parse_args()
     result = run(args)
-    name = args.name or f"train_throughput_{args.device}"
-    path = write_result(name, result, args.out)
-    plot(result, args.out / f"{name}.png")
     print(f"samples/s: {result['samples_per_s']}")
     print(f"ratios: {result['ratios']} (targets {result['targets']})")
-    print(f"wrote {path} and {name}.png\nreproduce: {result['command']}")
+    save(args, "train_throughput", result, plot)
 
 
 if __name__ == "__main__":
