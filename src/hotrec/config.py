@@ -183,6 +183,11 @@ def validate(cfg: RunConfig) -> None:
             raise HotrecError(f"placement.{name} must be in [0, 1], got {getattr(p, name)}")
     if p.slipstream and p.schedule not in ("fae", "hotline"):
         raise HotrecError("placement.slipstream works over the fae or hotline schedule")
+    if p.slipstream and p.reprofile_every:
+        raise HotrecError(
+            "placement.slipstream and placement.reprofile_every cannot be combined: a re-profile "
+            "renumbers the hot rows slipstream tracks"
+        )
     fraction = cfg.placement.sample_fraction
     if not 0 < fraction <= 1:
         raise HotrecError(f"placement.sample_fraction must be in (0, 1], got {fraction}")

@@ -139,3 +139,56 @@ def test_frozen_rows_are_not_updated_but_their_gradients_are_kept():
     assert torch.equal(replica.weight[1], before[1])  # frozen: unchanged
     torch.testing.assert_close(replica.weight[0], before[0] - 0.5)
     torch.testing.assert_close(replica.frozen_grads[1], torch.full((2,), 2.0))
+
+
+def test_frozen_hot_rows_are_not_updated_by_host_mode_steps():
+    """fae's cold batches run in host mode: frozen hot rows must stay put there too."""
+    from hotrec.embeddings.store import EmbeddingStore
+    from hotrec.placement.hot_cold import DeviceReplica, RoutedEmbedding
+
+    store = EmbeddingStore([5, 4], 2, optimizer="adagrad", lr=0.5)
+    replica = DeviceReplica(store, [1, 6], torch.device("cpu"))
+    replica.pull()
+    slot_map = torch.full((9,), -1)
+    slot_map[torch.tensor([1, 6])] = torch.arange(2)
+    emb = RoutedEmbedding(store, torch.tensor([0, 5]), replica, slot_map, torch.device("cpu"))
+    replica.frozen = torch.tensor([True, False])
+    replica.frozen_grads = torch.zeros(2, 2)
+    weight, state = store.weight.clone(), store.opt_state.clone()
+    emb.mode = "host"
+    emb(torch.tensor([[1, 1], [2, 0]])).sum().backward()  # rows 1 (hot, frozen), 6, 2, 5
+    emb.step()
+    assert torch.equal(store.weight[1], weight[1]) and store.opt_state[1] == state[1]
+    assert not torch.equal(store.weight[2], weight[2])  # a cold row is updated
+    torch.testing.assert_close(replica.frozen_grads[0], torch.ones(2))
+
+
+def test_slipstream_sample_counts_match_the_epoch(tmp_path, skewed):
+    trainer, res = run(
+        tmp_path,
+        skewed,
+        "ss",
+        "hotline",
+        "placement.hot_budget='4KiB'",
+        "placement.slipstream=true",
+        "placement.slipstream_sample=0.2",
+    )
+    assert res["placement"]["skipped_inputs"] > 0
+    assert (
+        trainer.state.samples == trainer.cfg.train.epochs * trainer.dataset.meta["splits"]["train"]
+    )
+
+
+def test_slipstream_with_reprofiling_is_refused(toy):
+    from hotrec.errors import HotrecError
+
+    with pytest.raises(HotrecError, match="cannot be combined"):
+        load_config(
+            "tiny",
+            [
+                f"data.path='{toy}'",
+                "placement.schedule='fae'",
+                "placement.slipstream=true",
+                "placement.reprofile_every=5",
+            ],
+        )

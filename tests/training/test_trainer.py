@@ -135,3 +135,12 @@ def test_incompatible_resume_is_an_error_and_keeps_the_config(tmp_path, toy_data
     assert (tmp_path / "run" / "config.json").read_text() == before
     resume_run(tmp_path / "run", {"train": {"device": "cpu"}}, save_config=False)
     assert (tmp_path / "run" / "config.json").read_text() == before
+
+
+def test_mid_epoch_resume_refuses_options_that_change_the_order(tmp_path, toy_dataset):
+    from hotrec.errors import HotrecError
+
+    start_run(tiny_config(toy_dataset, "train.max_steps=3"), tmp_path / "run").fit()
+    with pytest.raises(HotrecError, match="cannot change data.batch_size"):
+        resume_run(tmp_path / "run", {"data": {"batch_size": 64}})
+    resume_run(tmp_path / "run", {"train": {"max_steps": 0}}).fit()  # order kept: fine

@@ -146,10 +146,9 @@ class RoutedEmbedding(nn.Module):
         hot_dev = hot.to(self.device)
         out[hot_dev] = self.replica.weight.index_select(0, slots[hot].to(self.device))
         if self.prefetched is not None:
-            unique, values = self.prefetched
-            out[~hot_dev] = values.index_select(
-                0, torch.searchsorted(unique, cold_rows).to(self.device)
-            )
+            unique, values = self.prefetched  # unique cold rows on host, their values on device
+            index = torch.searchsorted(unique, cold_rows)  # both on host
+            out[~hot_dev] = values.index_select(0, index.to(self.device))
         else:
             out[~hot_dev] = self._from_host(cold_rows)
         return out, ("split", rows, slots, hot)
@@ -164,7 +163,8 @@ class RoutedEmbedding(nn.Module):
                 continue
             grads = out.grad.reshape(-1, self.store.dim)  # [n, D]
             if record[0] == "host":
-                host_rows.append(record[1])
+                rows, grads = self._hold_frozen(record[1], grads)
+                host_rows.append(rows)
                 host_grads.append(grads)
             elif record[0] == "device":
                 device_slots.append(record[1].to(self.device))
@@ -181,6 +181,20 @@ class RoutedEmbedding(nn.Module):
             self.replica.update(torch.cat(device_slots), torch.cat(device_grads))
         if host_rows:
             self._update_host(torch.cat(host_rows), torch.cat(host_grads))
+
+    def _hold_frozen(self, rows: torch.Tensor, grads: torch.Tensor):
+        """Host-mode lookups of frozen hot rows (slipstream freeze): their gradients go to the
+        replica's missed-gradient sum instead of the host rows, which stay as they are."""
+        frozen = self.replica.frozen
+        if frozen is None:
+            return rows, grads
+        slots = self.slot_map.index_select(0, rows)
+        held = (slots >= 0) & frozen.cpu()[slots.clamp(min=0)]
+        if not held.any():
+            return rows, grads
+        held_dev = held.to(grads.device)
+        self.replica.frozen_grads.index_add_(0, slots[held].to(self.device), grads[held_dev])
+        return rows[~held], grads[~held_dev]
 
     def _update_host(self, rows: torch.Tensor, grads: torch.Tensor) -> None:
         self.traffic.d2h_bytes += grads.numel() * grads.element_size()

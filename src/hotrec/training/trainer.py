@@ -199,6 +199,9 @@ class Trainer:
                             raise NonFiniteLoss(f"{e}; {self._last_good()}") from None
                         st.batch, st.samples = st.batch + 1, st.samples + len(batch)
                         if loss is None:  # every input of the batch filtered out (slipstream)
+                            if interrupted.is_set() or (should_stop and should_stop(st)):
+                                reason = "interrupted"
+                                break
                             continue
                         st.step += 1
                         st.loss_sum, st.loss_n = st.loss_sum + loss, st.loss_n + 1
@@ -292,6 +295,31 @@ def start_run(cfg: RunConfig, run_dir: Path, overwrite: bool = False) -> Trainer
     return trainer
 
 
+# Options that decide which samples make up the rest of an epoch, and in which order.
+ORDER_OPTIONS = (
+    ("data", "batch_size"),
+    ("data", "shuffle"),
+    ("train", "seed"),
+    ("placement", "schedule"),
+    ("placement", "fae_run_length"),
+    ("placement", "hot_budget"),
+    ("placement", "hotset"),
+    ("placement", "sample_fraction"),
+)
+
+
+def _check_same_order(saved: RunConfig, new: RunConfig) -> None:
+    """A run stopped mid-epoch resumes at a position in its batch order; options that change
+    the order would train some samples twice and skip others in that epoch."""
+    for section, key in ORDER_OPTIONS:
+        old, value = getattr(getattr(saved, section), key), getattr(getattr(new, section), key)
+        if old != value:
+            raise HotrecError(
+                f"cannot change {section}.{key} ({old!r} -> {value!r}) when resuming in the "
+                "middle of an epoch: it changes which samples the rest of the epoch holds"
+            )
+
+
 def resume_run(run_dir: Path, overrides: dict | None = None, save_config: bool = True) -> Trainer:
     """Reopen a run from its config.json and checkpoint; `overrides` may change options.
 
@@ -305,10 +333,13 @@ def resume_run(run_dir: Path, overrides: dict | None = None, save_config: bool =
         raw = json.loads(config_path.read_text())
     except json.JSONDecodeError as e:
         raise HotrecError(f"{config_path} is not valid JSON: {e}") from None
+    saved = config_from_dict(raw)
     for section, values in (overrides or {}).items():
         raw.setdefault(section, {}).update(values)
     cfg = config_from_dict(raw)
     ckpt = load_checkpoint(run_dir / runlog.CHECKPOINT)
+    if ckpt["state"]["batch"]:
+        _check_same_order(saved, cfg)
     trainer = Trainer(cfg, run_dir)
     trainer.restore(ckpt)
     if save_config:

@@ -99,7 +99,9 @@ class Hotline(Schedule):
                 torch.cuda.current_stream().wait_event(item.ready)
             self._patch(item)
         self.routed.traffic.h2d_bytes += item.values.numel() * item.values.element_size()
-        self.routed.prefetched = (item.cold_rows.to(t.device), item.values)
+        if item.ready is not None:  # values came from the side stream: keep them alive here
+            item.values.record_stream(torch.cuda.current_stream())
+        self.routed.prefetched = (item.cold_rows, item.values)
         popular = item.popular
         micro = [select(item.batch, popular), select(item.batch, ~popular)]
         micro = [b for b in micro if len(b) > 0]

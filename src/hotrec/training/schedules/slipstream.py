@@ -10,6 +10,7 @@ stated and measured in the README and tests.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import numpy as np
@@ -58,10 +59,9 @@ class Slipstream(Schedule):
 
     # -- one step --------------------------------------------------------------------------------
     def step(self, item) -> float | None:
-        routed = self.base.routed
         hot = self._is_hot_batch(item)
         if hot and self.hot_seen == self.begin and self.before is None:
-            self.before = routed.replica.weight.detach().clone()
+            self.before = self._hot_rows_now()
         if self.fitted and self.mode == "skip":
             item = self._drop_skippable(item)
         self.position += 1
@@ -75,6 +75,13 @@ class Slipstream(Schedule):
             elif self._freezing() and self.hot_seen % self.window == 0:
                 self._recheck_frozen()
         return loss
+
+    def _hot_rows_now(self) -> torch.Tensor:
+        """Current values of the hot rows [N, D]: synced to host first, so fae's replica being
+        behind after a cold run does not matter."""
+        self.base.sync()
+        routed = self.base.routed
+        return routed.store.weight.index_select(0, routed.replica.rows).clone()
 
     def _is_hot_batch(self, item) -> bool:
         if isinstance(item, Prepared):  # hotline: every mini-batch trains hot rows
@@ -103,12 +110,14 @@ class Slipstream(Schedule):
             return None
         keep = ~skip
         if isinstance(item, Prepared):  # skipped inputs are all-hot: cold rows stay as gathered
-            item.batch, item.popular = select(item.batch, keep), item.popular[keep]
-            return item
+            # A copy: the trainer still counts the whole batch as consumed.
+            return dataclasses.replace(
+                item, batch=select(item.batch, keep), popular=item.popular[keep]
+            )
         return select(item, keep)
 
     def _fit(self) -> None:
-        after = self.base.routed.replica.weight.detach()
+        after = self._hot_rows_now()
         sample = self._upcoming_hot_slots()
         self.detector.fit(self.before.cpu(), after.cpu(), sample)
         self.before, self.fitted = None, True
@@ -156,17 +165,18 @@ class Slipstream(Schedule):
         replica = self.base.routed.replica
         replica.frozen = stale.to(replica.weight.device)
         replica.frozen_grads = torch.zeros_like(replica.weight)
-        self.snapshot = replica.weight.detach().clone()
+        self.snapshot = self._hot_rows_now()
         self.epochs[-1]["frozen_rows"] = int(stale.sum())
 
     def _recheck_frozen(self) -> None:
         """Every window: live rows whose change fell below T freeze, frozen rows whose missed
         update (lr x summed gradient, an SGD estimate) reaches T come back to life."""
         replica, d = self.base.routed.replica, self.detector
-        change = (replica.weight - self.snapshot).abs().amax(dim=1)  # [N] live rows
-        missed = replica.frozen_grads.abs().amax(dim=1) * replica.store.lr  # [N] frozen rows
-        change = torch.where(replica.frozen, missed, change)
-        revived = int((replica.frozen & (change >= d.threshold_)).sum())
+        change = (self._hot_rows_now() - self.snapshot).abs().amax(dim=1)  # [N] live rows, host
+        missed = replica.frozen_grads.abs().amax(dim=1).cpu() * replica.store.lr  # [N] frozen
+        frozen = replica.frozen.cpu()
+        change = torch.where(frozen, missed, change)
+        revived = int((frozen & (change >= d.threshold_)).sum())
         self._freeze(change < d.threshold_)
         self.epochs[-1]["revived_rows"] = self.epochs[-1].get("revived_rows", 0) + revived
 
