@@ -18,7 +18,6 @@ block; the caller adds the block's first line number.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hotrec.data.line_chunks import open_input
 from hotrec.errors import HotrecError
 
 PAD = 8  # bytes of '0' before each block, so every field's 8-byte window stays inside it
@@ -62,22 +62,11 @@ class Fields:
     issues: dict[str, tuple[int, int]] = field(default_factory=dict)  # kind -> (count, first line)
 
 
-def open_stream(path: Path):
-    """(binary stream of the content, raw file for progress): gzip by magic, else plain."""
-    raw = open(path, "rb")  # noqa: SIM115 - closed by the caller through the returned pair
-    if raw.read(2) == b"\x1f\x8b":
-        raw.seek(0)
-        return gzip.GzipFile(fileobj=raw), raw
-    raw.seek(0)
-    return raw, raw
-
-
 def read_blocks(path: Path, block_bytes: int, hasher: hashlib._Hash) -> Iterator[tuple[Block, int]]:
     """Yield (block, raw bytes consumed so far); each block holds the complete lines of the
     next block_bytes bytes read (plus the partial line left over from the previous block)."""
-    stream, raw = open_stream(path)
     tail = b""
-    try:
+    with open_input(path) as (stream, raw):
         while True:
             buf = bytearray(PAD + len(tail) + max(block_bytes, 1))
             buf[:PAD], buf[PAD : PAD + len(tail)] = b"0" * PAD, tail
@@ -93,11 +82,6 @@ def read_blocks(path: Path, block_bytes: int, hasher: hashlib._Hash) -> Iterator
                 raise HotrecError(f"{path}: no line break within {len(tail):,} bytes")
         if tail:
             yield Block(b"0" * PAD + tail + b"\n", PAD + len(tail) + 1, True), raw.tell()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise HotrecError(f"{path}: cannot read: {e}") from None
-    finally:
-        stream.close()
-        raw.close()
 
 
 def _fill(stream, view: memoryview, start: int) -> int:
