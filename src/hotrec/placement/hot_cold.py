@@ -15,8 +15,6 @@ from torch import nn
 
 from hotrec.embeddings.store import EmbeddingStore, apply_rows
 
-MODES = ("host", "device", "split")
-
 
 @dataclass
 class Traffic:

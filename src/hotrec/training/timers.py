@@ -9,8 +9,6 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-SECTIONS = ("data", "embedding", "mlp", "optimizer", "eval", "checkpoint")
-
 
 class StepTimer:
     """Accumulates seconds per section; on CUDA it synchronizes at section edges so the split

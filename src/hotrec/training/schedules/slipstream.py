@@ -59,11 +59,14 @@ class Slipstream(Schedule):
 
     # -- one step --------------------------------------------------------------------------------
     def step(self, item) -> float | None:
-        hot = self._is_hot_batch(item)
+        prepared = isinstance(item, Prepared)
+        slots = self._slots(item.batch.sparse if prepared else item.sparse)  # [B, T]
+        hot_inputs = (slots >= 0).all(dim=1)  # [B]
+        hot = prepared or bool(hot_inputs.all())  # hotline: every mini-batch trains hot rows
         if hot and self.hot_seen == self.begin and self.before is None:
             self.before = self._hot_rows_now()
         if self.fitted and self.mode == "skip":
-            item = self._drop_skippable(item)
+            item = self._drop_skippable(item, slots, hot_inputs)
         self.position += 1
         if item is None:
             return None
@@ -83,20 +86,11 @@ class Slipstream(Schedule):
         routed = self.base.routed
         return routed.store.weight.index_select(0, routed.replica.rows).clone()
 
-    def _is_hot_batch(self, item) -> bool:
-        if isinstance(item, Prepared):  # hotline: every mini-batch trains hot rows
-            return True
-        ids = item.sparse + self.base.routed.offsets
-        return bool((self.base.routed.slot_map[ids] >= 0).all())
-
     def _slots(self, sparse: torch.Tensor) -> torch.Tensor:
         return self.base.routed.slot_map[sparse + self.base.routed.offsets]  # [B, T]
 
-    def _drop_skippable(self, item):
+    def _drop_skippable(self, item, slots: torch.Tensor, hot: torch.Tensor):
         """The item without its skippable hot inputs; None when nothing is left."""
-        batch = item.batch if isinstance(item, Prepared) else item
-        slots = self._slots(batch.sparse)
-        hot = (slots >= 0).all(dim=1)
         skip = torch.zeros_like(hot)
         skip[hot] = self.detector.skippable(slots[hot])
         self.skipped += int(skip.sum())
@@ -213,7 +207,3 @@ class Slipstream(Schedule):
             "est_time_saved_s": self._time_saved(),
             "slipstream_epochs": self.epochs,
         }
-
-
-def with_slipstream(base: Schedule, enabled: bool) -> Schedule:
-    return Slipstream(base) if enabled else base
