@@ -27,7 +27,25 @@ class ModelConfig:
     embedding_dim: int = 16  # D, the width of every embedding row
     bottom_mlp: tuple[int, ...] = (512, 256, 64, 16)  # dense tower; last layer must equal D
     top_mlp: tuple[int, ...] = (512, 256, 1)  # over-arch; last layer must be 1 (the logit)
-    interaction: str = "dot"  # dot | cat
+    interaction: str = "dot"  # dot | cat | cross | attention | masked_transformer
+    num_heads: int = 2  # attention, masked_transformer: heads per block
+    num_layers: int = 1  # attention, masked_transformer: encoder blocks (cross: see cross_layers)
+    ffn_dim: int = 128  # masked_transformer: hidden width of the feed-forward network
+    dropout: float = 0.01  # masked_transformer: dropout in the feed-forward network
+    mask_thresholds: tuple[float, ...] = (0.001, 0.005)  # masked_transformer: tau per head
+    layernorm: bool = True  # masked_transformer: post-LayerNorm (false = the ablation)
+    cross_layers: int = 3  # cross (DCN-v2): cross layers
+    cross_rank: int = 64  # cross (DCN-v2): rank of each layer's low-rank weight
+    embedding: str = "table"  # representation: table | dhe | hybrid | qr
+    embedding_map: str = ""  # hybrid: per-feature table|dhe|both, a file or rule (empty = both)
+    dhe_hashes: int = 1024  # dhe: k hash functions per feature
+    dhe_buckets: int = 1_000_000  # dhe: m, hash codes lie in [0, m)
+    dhe_prime: int = 1_000_003  # dhe: p of h(x) = ((a x + b) mod p) mod m
+    dhe_hidden: tuple[int, ...] = (128,)  # dhe: decoder hidden layers (k -> ... -> D)
+    dhe_distribution: str = "uniform"  # dhe: codes scaled to uniform [-1, 1] | gaussian
+    dhe_activation: str = "relu"  # dhe: decoder activation, relu | mish
+    dhe_batchnorm: bool = False  # dhe: BatchNorm after each hidden layer (the DHE paper)
+    qr_collisions: int = 4  # qr: ids sharing a remainder row (quotient table size)
 
 
 @dataclass(frozen=True)
@@ -129,8 +147,11 @@ def config_from_dict(raw: dict) -> RunConfig:
 
 
 # Values that would otherwise fail deep inside training, checked up front.
-_CHOICES = {
-    "model.interaction": ("dot", "cat"),
+CHOICES = {
+    "model.interaction": ("dot", "cat", "cross", "attention", "masked_transformer"),
+    "model.embedding": ("table", "dhe", "hybrid", "qr"),
+    "model.dhe_distribution": ("uniform", "gaussian"),
+    "model.dhe_activation": ("relu", "mish"),
     "optim.sparse": ("sgd", "adagrad"),
     "optim.dense": ("sgd", "adagrad", "adam"),
     "train.device": ("auto", "cpu", "cuda"),
@@ -142,6 +163,15 @@ _POSITIVE = (
     "data.batch_size",
     "data.eval_batch_size",
     "model.embedding_dim",
+    "model.num_heads",
+    "model.num_layers",
+    "model.ffn_dim",
+    "model.cross_layers",
+    "model.cross_rank",
+    "model.dhe_hashes",
+    "model.dhe_buckets",
+    "model.dhe_prime",
+    "model.qr_collisions",
     "optim.sparse_lr",
     "optim.dense_lr",
     "optim.eps",
@@ -168,7 +198,7 @@ def validate(cfg: RunConfig) -> None:
         section, key = name.split(".")
         return getattr(getattr(cfg, section), key)
 
-    for name, choices in _CHOICES.items():
+    for name, choices in CHOICES.items():
         if get(name) not in choices:
             raise HotrecError(f"{name} must be one of {', '.join(choices)}, got {get(name)!r}")
     for name in _POSITIVE:
@@ -177,6 +207,24 @@ def validate(cfg: RunConfig) -> None:
     for name in _NON_NEGATIVE:
         if get(name) < 0:
             raise HotrecError(f"{name} must be >= 0, got {get(name)!r}")
+    m = cfg.model
+    if not 0 <= m.dropout < 1:
+        raise HotrecError(f"model.dropout must be in [0, 1), got {m.dropout}")
+    if m.interaction == "masked_transformer" and len(m.mask_thresholds) != m.num_heads:
+        raise HotrecError(
+            f"model.mask_thresholds needs one tau per head: {m.num_heads} heads, "
+            f"got {list(m.mask_thresholds)}"
+        )
+    if any(not 0 <= t < 1 for t in m.mask_thresholds):
+        raise HotrecError(
+            f"model.mask_thresholds must lie in [0, 1), got {list(m.mask_thresholds)}"
+        )
+    if m.dhe_prime <= m.dhe_buckets:
+        raise HotrecError(
+            f"model.dhe_prime ({m.dhe_prime}) must be larger than model.dhe_buckets ({m.dhe_buckets})"
+        )
+    if any(h <= 0 for h in m.dhe_hidden):
+        raise HotrecError(f"model.dhe_hidden layers must be positive, got {list(m.dhe_hidden)}")
     p = cfg.placement
     for name in ("slipstream_start", "slipstream_window", "slipstream_sample", "slipstream_target"):
         if not 0 <= getattr(p, name) <= 1:

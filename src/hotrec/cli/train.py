@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from hotrec.cli.report import console, print_results
-from hotrec.config import PRESETS, load_config
+from hotrec.config import CHOICES, PRESETS, load_config
 from hotrec.errors import HotrecError
 
 # Shortcut flags -> config fields (anything else: --set section.key=value).
@@ -17,6 +17,10 @@ SHORTCUTS = {
     "batch_size": "data.batch_size",
     "lr": ("optim.sparse_lr", "optim.dense_lr"),
     "interaction": "model.interaction",
+    "layernorm": "model.layernorm",
+    "num_heads": "model.num_heads",
+    "embedding": "model.embedding",
+    "embedding_map": "model.embedding_map",
     "embedding_dim": "model.embedding_dim",
     "eval_every": "train.eval_every",
     "checkpoint_every": "train.checkpoint_every",
@@ -73,7 +77,31 @@ def add_shortcuts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, help="stop after this many steps in total")
     p.add_argument("--batch-size", type=int, help="training mini-batch size")
     p.add_argument("--lr", type=float, help="learning rate of embeddings and MLPs")
-    p.add_argument("--interaction", choices=("dot", "cat"), help="feature interaction")
+    p.add_argument(
+        "--interaction",
+        choices=CHOICES["model.interaction"],
+        help="feature interaction (default dot; masked_transformer = Ad-Rec)",
+    )
+    p.add_argument(
+        "--no-layernorm",
+        dest="layernorm",
+        action="store_const",
+        const=False,
+        help="masked_transformer without its post-LayerNorm (the ablation)",
+    )
+    p.add_argument("--num-heads", type=int, help="attention / masked_transformer heads")
+    p.add_argument(
+        "--embedding",
+        choices=CHOICES["model.embedding"],
+        help="embedding representation (default table; dhe = deep hash, hybrid = both, "
+        "qr = quotient-remainder)",
+    )
+    p.add_argument(
+        "--embedding-map",
+        metavar="MAP",
+        help="hybrid: per-feature table|dhe|both, a TOML/JSON file or a rule such as "
+        "'dhe_min_rows=100000' (tables with at least that many rows use dhe, the rest table)",
+    )
     p.add_argument("--embedding-dim", type=int, help="embedding width D")
     p.add_argument("--eval-every", type=int, help="validate every N steps (0 = at the end)")
     p.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps")

@@ -5,12 +5,11 @@ from __future__ import annotations
 import torch
 
 from hotrec.config import ModelConfig, OptimConfig
-from hotrec.embeddings.store import EmbeddingStore
-from hotrec.embeddings.table import TableEmbedding
 from hotrec.errors import HotrecError
 from hotrec.models.dlrm import DLRM
 from hotrec.models.interactions import INTERACTIONS, make_interaction
 from hotrec.models.mlp import mlp
+from hotrec.models.representations import build_embeddings
 from hotrec.types import Schema
 
 
@@ -19,12 +18,14 @@ def build_dlrm(schema: Schema, model: ModelConfig, optim: OptimConfig, seed: int
     check_model_config(model)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # MLP init draws from the global generator
-    store = EmbeddingStore(
-        schema.table_rows, model.embedding_dim, optim.sparse, optim.sparse_lr, optim.eps, gen
-    )
-    embeddings = TableEmbedding(store, torch.from_numpy(schema.table_offsets))
+    embeddings = build_embeddings(schema, model, optim, gen)
     bottom = mlp(schema.num_dense, model.bottom_mlp, last_activation=True)
-    interaction = make_interaction(model.interaction, schema.num_tables, model.embedding_dim)
+    interaction = make_interaction(
+        model.interaction,
+        embeddings.num_features,
+        model.embedding_dim,
+        **interaction_options(model),
+    )
     top = mlp(interaction.out_features, model.top_mlp, last_activation=False)
     return DLRM(embeddings, bottom, interaction, top)
 
@@ -41,3 +42,17 @@ def check_model_config(model: ModelConfig) -> None:
         )
     if not model.top_mlp or model.top_mlp[-1] != 1:
         raise HotrecError(f"model.top_mlp must end with 1 (the logit), got {list(model.top_mlp)}")
+
+
+def interaction_options(model: ModelConfig) -> dict:
+    """The interaction's own options, as plain arguments."""
+    return {
+        "num_heads": model.num_heads,
+        "num_layers": model.num_layers,
+        "ffn_dim": model.ffn_dim,
+        "dropout": model.dropout,
+        "mask_thresholds": tuple(model.mask_thresholds),
+        "layernorm": model.layernorm,
+        "cross_layers": model.cross_layers,
+        "cross_rank": model.cross_rank,
+    }

@@ -36,7 +36,9 @@ class CatInteraction(nn.Module):
         return torch.cat([dense, features.flatten(1)], dim=1)  # [B, (F+1)D]
 
 
-def make_interaction(name: str, num_features: int, dim: int) -> nn.Module:
+def make_interaction(name: str, num_features: int, dim: int, **options) -> nn.Module:
+    """The named interaction over F = num_features feature vectors of width D; `options` are
+    the keyword arguments of models.builders.interaction_options (each uses its own)."""
     if name == "dot":
         return DotInteraction(num_features, dim)
     if name == "cat":

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hotrec.embeddings.keys import keys_of
 from hotrec.embeddings.store import EmbeddingStore, apply_rows
 
 
@@ -95,9 +96,11 @@ class RoutedEmbedding(nn.Module):
         replica: DeviceReplica,
         slot_map: torch.Tensor,
         device: torch.device,
+        keys: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.store, self.replica, self.device = store, replica, device
+        self.keys = keys
         self.register_buffer("offsets", torch.as_tensor(table_offsets, dtype=torch.int64))
         self.slot_map = slot_map  # int64 [R] on host: slot of each global row, -1 = cold
         self.mode = "split"
@@ -111,8 +114,17 @@ class RoutedEmbedding(nn.Module):
     def num_features(self) -> int:
         return self.offsets.shape[0]
 
+    @property
+    def table_rows(self) -> list[int]:
+        return self.store.table_rows
+
+    def global_ids(self, sparse: torch.Tensor) -> torch.Tensor:
+        """ids [B, T] -> global rows [B, K] on host."""
+        return keys_of(self.keys, sparse.cpu()) + self.offsets
+
     def forward(self, sparse: torch.Tensor) -> torch.Tensor:
-        rows = (sparse.cpu() + self.offsets).reshape(-1)  # [B*T] global ids on host
+        ids = self.global_ids(sparse)  # [B, K]
+        rows = ids.reshape(-1)  # [B*K] global ids on host
         mode = self.mode if self.training else "host"
         if mode == "host":
             out = self._from_host(rows)
@@ -123,7 +135,7 @@ class RoutedEmbedding(nn.Module):
             record = ("device", slots)
         else:
             out, record = self._split(rows)
-        out = out.view(sparse.shape[0], sparse.shape[1], -1)  # [B, T, D]
+        out = out.view(ids.shape[0], ids.shape[1], -1)  # [B, K, D]
         if torch.is_grad_enabled() and self.training:
             out.requires_grad_(True)
             self._pending.append((record, out))

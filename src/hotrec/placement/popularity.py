@@ -64,12 +64,17 @@ class PopularityProfiler:
         sparse: np.ndarray,
         table_rows: Sequence[int],
         table_names: Sequence[str] | None = None,
+        keys: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> PopularityProfiler:
-        """Count lookups of the sampled blocks of `sparse` ([N, T] per-table ids, memmap ok)."""
+        """Count lookups of the sampled blocks of `sparse` ([N, T] per-table ids, memmap ok).
+
+        `keys` maps ids [n, T] to the row keys [n, K] of K (virtual) tables of `table_rows`
+        rows, for representations that read other rows than the ids (embeddings/keys.py)."""
         rows = [int(n) for n in table_rows]
         names = [str(s) for s in table_names] if table_names is not None else None
         names = names or [f"t{t}" for t in range(len(rows))]
-        self._check_args(sparse, rows, names)
+        to_keys = keys or (lambda ids: ids)
+        self._check_args(to_keys(np.asarray(sparse[:1])) if len(sparse) else sparse, rows, names)
         offsets = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(np.int64)  # [T]
         rng = np.random.default_rng(self.seed)
         spans = _sample_spans(len(sparse), self.block_rows, self.sample_fraction, rng)
@@ -80,7 +85,9 @@ class PopularityProfiler:
         pos = 0
         with _counting_progress(sampled) as advance:
             for a, b in spans:
-                ids = _global_ids(np.asarray(sparse[a:b]), rows, offsets, names, a)  # [n, T]
+                ids = _global_ids(
+                    to_keys(np.asarray(sparse[a:b])), rows, offsets, names, a
+                )  # [n, K]
                 counter.add(ids)
                 lo, hi = np.searchsorted(keep, [pos, pos + b - a])
                 kept.append(ids[keep[lo:hi] - pos])

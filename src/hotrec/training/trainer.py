@@ -50,11 +50,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def place_model(model: DLRM, device: torch.device) -> None:
-    """MLPs and interaction on `device`; embedding rows stay in host memory (baseline)."""
+    """MLPs, interaction and dense embedding parts on `device`; embedding rows stay in host
+    memory (baseline)."""
     for name, child in model.named_children():
         if name != "embeddings":
             child.to(device)
-    model.embeddings.out_device = device
+    model.embeddings.place(device)
 
 
 @torch.no_grad()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from hotrec.embeddings.table import TableEmbedding
+from hotrec.embeddings.parts import row_part
 from hotrec.training.steps import train_step
 from hotrec.types import Batch
 
@@ -56,13 +56,12 @@ class Baseline(Schedule):
 
     def attach(self, trainer) -> None:
         super().attach(trainer)
-        emb = trainer.model.embeddings
-        assert isinstance(emb, TableEmbedding)
-        emb.out_device = trainer.device
+        trainer.model.embeddings.place(trainer.device)
 
     def step(self, item: Batch) -> float:
         return self._step_on_device([item])
 
     def stats(self) -> dict:
-        emb = self.trainer.model.embeddings
-        return {"schedule": self.name, "h2d_bytes": emb.moved_bytes, "d2h_bytes": emb.moved_bytes}
+        part = row_part(self.trainer.model.embeddings)
+        moved = part.moved_bytes if part is not None else 0
+        return {"schedule": self.name, "h2d_bytes": moved, "d2h_bytes": moved}

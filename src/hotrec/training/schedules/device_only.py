@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from hotrec.embeddings.parts import row_part
 from hotrec.errors import HotrecError
 from hotrec.placement.bytesize import format_bytes
 from hotrec.training.schedules.base import Schedule
@@ -17,7 +18,9 @@ class DeviceOnly(Schedule):
 
     def attach(self, trainer) -> None:
         super().attach(trainer)
-        emb = trainer.model.embeddings
+        emb = row_part(trainer.model.embeddings)
+        if emb is None:  # no rows (dhe): everything already runs on the device
+            return
         need = emb.store.nbytes()
         if trainer.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(trainer.device)
@@ -26,8 +29,7 @@ class DeviceOnly(Schedule):
                     f"device_only: the tables need {format_bytes(need)} but the GPU has "
                     f"{format_bytes(free)} free; use --schedule fae or hotline"
                 )
-        emb.store.to(trainer.device)
-        emb.offsets = emb.offsets.to(trainer.device)
+        emb.to(trainer.device)  # store, offsets and keys
         emb.out_device = None
 
     def step(self, item: Batch) -> float:

@@ -9,11 +9,12 @@ every switch, so the result equals the baseline on the same sample order.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from hotrec.data.loader import IndexBatches
+from hotrec.embeddings.parts import numpy_keys
 from hotrec.progress import console
 from hotrec.training.schedules.base import Schedule
 from hotrec.training.schedules.placed import (
@@ -27,11 +28,18 @@ from hotrec.types import Batch
 CLASSIFY_ROWS = 1 << 18  # rows per classification chunk
 
 
-def classify_inputs(sparse: np.ndarray, offsets: np.ndarray, slot_map: np.ndarray) -> np.ndarray:
-    """bool [N]: input i is hot when every one of its lookups is a hot row (chunked, vectorized)."""
+def classify_inputs(
+    sparse: np.ndarray,
+    offsets: np.ndarray,
+    slot_map: np.ndarray,
+    keys: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
+    """bool [N]: input i is hot when every one of its lookups is a hot row (chunked, vectorized).
+    `keys` maps ids [n, T] to row keys [n, K] when the representation reads other rows."""
     hot = np.empty(sparse.shape[0], dtype=bool)
     for a in range(0, sparse.shape[0], CLASSIFY_ROWS):
-        ids = sparse[a : a + CLASSIFY_ROWS].astype(np.int64) + offsets  # [n, T] global ids
+        chunk = sparse[a : a + CLASSIFY_ROWS].astype(np.int64)  # [n, T]
+        ids = (chunk if keys is None else keys(chunk)) + offsets  # [n, K] global ids
         hot[a : a + CLASSIFY_ROWS] = (slot_map[ids] >= 0).all(axis=1)
     return hot
 
@@ -62,8 +70,9 @@ class FAE(Schedule):
         self.hotset = obtain_hotset(trainer)
         self.routed = install_routing(trainer, self.hotset)
         arrays = trainer.dataset.split("train")
-        offsets = trainer.dataset.schema.table_offsets
-        hot = classify_inputs(arrays.sparse, offsets, self.hotset.slot_map())
+        offsets = self.routed.offsets.numpy()
+        keys = numpy_keys(self.routed)
+        hot = classify_inputs(arrays.sparse, offsets, self.hotset.slot_map(), keys)
         d = trainer.cfg.data
         self.hot_batches = stream_batches(np.flatnonzero(hot), d.batch_size)
         self.cold_batches = stream_batches(np.flatnonzero(~hot), d.batch_size)
@@ -95,7 +104,7 @@ class FAE(Schedule):
         return self.loader.iterate(self.epoch_order(epoch)[start:])
 
     def step(self, item: Batch) -> float:
-        ids = item.sparse + self.routed.offsets  # [B, T] global ids
+        ids = self.routed.global_ids(item.sparse)  # [B, K] global ids
         hot = bool((self.routed.slot_map[ids] >= 0).all())
         with self.trainer.timer.section("sync"):
             if hot and not self.on_device:

@@ -74,7 +74,7 @@ class Hotline(Schedule):
     def prepare(self, batch: Batch) -> Prepared:
         """Worker side: split mask, unique cold rows, their values gathered and shipped."""
         generation = self.generation  # read before the slot map: a swap in between re-prepares
-        ids = batch.sparse + self.routed.offsets  # [B, T] global ids
+        ids = self.routed.global_ids(batch.sparse)  # [B, K] global ids
         hot = self.routed.slot_map[ids] >= 0  # [B, T]
         cold_rows = torch.unique(ids[~hot])  # sorted
         with self.lock:
@@ -113,7 +113,7 @@ class Hotline(Schedule):
         if self._updated:
             self.log.append((self.seq, torch.unique(torch.cat(self._updated))))
         self.routed.prefetched = None
-        self.reprofiler.record(item.batch.sparse + self.routed.offsets)
+        self.reprofiler.record(self.routed.global_ids(item.batch.sparse))
         if self.reprofiler.due(t.state.step + 1):
             with t.timer.section("sync"):
                 self.generation += int(self.reprofiler.swap(self.routed))

@@ -4,24 +4,39 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
 
+from hotrec.embeddings.parts import numpy_keys, row_part, set_row_part
+from hotrec.errors import HotrecError
 from hotrec.placement.hot_cold import DeviceReplica, RoutedEmbedding
 from hotrec.placement.hotset import HotSet
 from hotrec.placement.popularity import PopularityProfiler, parse_bytes
 from hotrec.progress import console
 
 
+def rows_to_place(trainer) -> nn.Module:
+    """The model's row part, or a one-line error for a representation without rows."""
+    part = row_part(trainer.model.embeddings)
+    if part is None:
+        raise HotrecError(
+            f"--schedule {trainer.cfg.placement.schedule} places embedding rows, but the "
+            f"{trainer.cfg.model.embedding!r} representation has none: use --schedule baseline"
+        )
+    return part
+
+
 def obtain_hotset(trainer) -> HotSet:
     """The configured hot set file, or a profile of the training split under the budget."""
-    p, schema = trainer.cfg.placement, trainer.dataset.schema
+    p, part = trainer.cfg.placement, rows_to_place(trainer)
     dim = trainer.cfg.model.embedding_dim
     if p.hotset:
         hotset = HotSet.load(p.hotset)
-        hotset.check_compatible(schema.table_rows, dim)
+        hotset.check_compatible(part.table_rows, dim)
         return hotset
-    names = [t.name for t in schema.tables]
+    names = _table_names(trainer, part)
     profiler = PopularityProfiler(p.sample_fraction, trainer.cfg.train.seed)
-    profiler.fit(trainer.dataset.split("train").sparse, schema.table_rows, names)
+    sparse = trainer.dataset.split("train").sparse
+    profiler.fit(sparse, part.table_rows, names, keys=numpy_keys(part))
     hotset = HotSet.from_profile(profiler, parse_bytes(p.hot_budget), dim)
     s = hotset.stats
     console.print(
@@ -36,13 +51,21 @@ def install_routing(trainer, hotset: HotSet) -> RoutedEmbedding:
     """Replace the model's table embedding by one that routes lookups to a hot-row replica.
 
     The store module is kept, so checkpoints have the same keys under every schedule."""
-    old = trainer.model.embeddings
+    old = rows_to_place(trainer)
     replica = DeviceReplica(old.store, hotset.rows, trainer.device)
     replica.pull()
     slot_map = torch.from_numpy(hotset.slot_map())
-    routed = RoutedEmbedding(old.store, old.offsets, replica, slot_map, trainer.device)
-    trainer.model.embeddings = routed
+    routed = RoutedEmbedding(old.store, old.offsets, replica, slot_map, trainer.device, old.keys)
+    set_row_part(trainer.model, routed)
     return routed
+
+
+def _table_names(trainer, part: nn.Module) -> list[str]:
+    """Feature names for the profiler's messages; virtual tables are numbered."""
+    names = [t.name for t in trainer.dataset.schema.tables]
+    if len(names) == len(part.table_rows):
+        return names
+    return [f"table{t}" for t in range(len(part.table_rows))]
 
 
 class Reprofiler:

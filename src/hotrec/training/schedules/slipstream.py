@@ -87,7 +87,7 @@ class Slipstream(Schedule):
         return routed.store.weight.index_select(0, routed.replica.rows).clone()
 
     def _slots(self, sparse: torch.Tensor) -> torch.Tensor:
-        return self.base.routed.slot_map[sparse + self.base.routed.offsets]  # [B, T]
+        return self.base.routed.slot_map[self.base.routed.global_ids(sparse)]  # [B, K]
 
     def _drop_skippable(self, item, slots: torch.Tensor, hot: torch.Tensor):
         """The item without its skippable hot inputs; None when nothing is left."""

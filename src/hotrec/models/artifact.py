@@ -1,0 +1,174 @@
+"""The multi-representation artifact: one trained DLRM per representation, ready to serve.
+
+A directory, written atomically (a temporary directory renamed into place):
+
+    manifest.json     format, schema, the shared run config, per representation its model
+                      config, validation/test metrics and parameter bytes, the dataset source
+    <name>.pt         the state_dict of representation <name>'s model
+    vocab/            the dataset's vocabularies (raw value -> id), when it has them
+    dataset_meta.json the dataset's meta.json (source, dense transform, splits)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from hotrec.config import ModelConfig, RunConfig, config_from_dict
+from hotrec.errors import HotrecError
+from hotrec.models.builders import build_dlrm
+from hotrec.models.dlrm import DLRM
+from hotrec.types import Schema
+
+FORMAT = "hotrec-artifact"
+VERSION = 1
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Entry:
+    """One representation's model and what training measured about it."""
+
+    name: str
+    model_config: ModelConfig
+    val: dict | None = None  # auc, logloss, accuracy on the validation split
+    test: dict | None = None
+    param_bytes: int = 0  # bytes of the model's parameters and embedding rows
+    model: DLRM | None = None  # the loaded model (eval mode), None until loaded
+
+
+@dataclass
+class Artifact:
+    path: Path
+    schema: Schema
+    config: RunConfig  # the shared run config (model section = the first representation's)
+    entries: dict[str, Entry] = field(default_factory=dict)
+    vocab_dir: Path | None = None
+    dataset_meta: dict = field(default_factory=dict)
+
+    @property
+    def models(self) -> dict[str, DLRM]:
+        return {name: e.model for name, e in self.entries.items()}
+
+
+def model_bytes(model: torch.nn.Module) -> int:
+    """Bytes of every parameter and buffer (embedding rows are buffers)."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def save_artifact(
+    path: Path,
+    schema: Schema,
+    config: RunConfig,
+    entries: list[Entry],
+    dataset_dir: Path | None = None,
+) -> Path:
+    """Write the artifact (each entry's `model` must be set); replaces an existing one only
+    once the new one is complete."""
+    path = Path(path)
+    if not entries:
+        raise HotrecError("an artifact needs at least one representation")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "schema": schema.to_dict(),
+            "config": config.to_dict(),
+            "dataset": str(dataset_dir) if dataset_dir else None,
+            "representations": {},
+        }
+        for e in entries:
+            if e.model is None:
+                raise ValueError(f"entry {e.name} has no model")
+            state = {k: v.detach().cpu() for k, v in e.model.state_dict().items()}
+            torch.save(state, tmp / f"{e.name}.pt")
+            manifest["representations"][e.name] = {
+                "model": dataclasses.asdict(e.model_config),
+                "val": e.val,
+                "test": e.test,
+                "param_bytes": e.param_bytes or model_bytes(e.model),
+            }
+        if dataset_dir is not None:
+            _copy_dataset_files(Path(dataset_dir), tmp)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        _replace_dir(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def read_manifest(path: Path) -> dict:
+    path = Path(path)
+    file = path / MANIFEST
+    if not file.is_file():
+        raise HotrecError(f"{path} is not a hotrec artifact (no {MANIFEST})")
+    try:
+        manifest = json.loads(file.read_text())
+    except json.JSONDecodeError as e:
+        raise HotrecError(f"{file} is not valid JSON: {e}") from None
+    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+        raise HotrecError(f"{path} is not a version-{VERSION} hotrec artifact")
+    return manifest
+
+
+def load_artifact(
+    path: Path, names: list[str] | None = None, device: str | torch.device = "cpu"
+) -> Artifact:
+    """Load the artifact's models (all, or `names`) in eval mode on `device`."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    schema = Schema.from_dict(manifest["schema"])
+    config = config_from_dict(manifest["config"])
+    reps = manifest["representations"]
+    for name in names or []:
+        if name not in reps:
+            raise HotrecError(f"{path} has no representation {name!r} (it has {', '.join(reps)})")
+    art = Artifact(path, schema, config)
+    for name, info in reps.items():
+        if names is not None and name not in names:
+            continue
+        model_cfg = config_from_dict({**manifest["config"], "model": info["model"]}).model
+        model = build_dlrm(schema, model_cfg, config.optim, config.train.seed)
+        try:
+            state = torch.load(path / f"{name}.pt", map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except (OSError, RuntimeError) as e:
+            first = str(e).strip().splitlines()[0]
+            raise HotrecError(f"{path}/{name}.pt cannot be loaded: {first}") from None
+        model.to(device).eval()
+        if hasattr(model.embeddings, "place"):
+            model.embeddings.place(torch.device(device))
+        art.entries[name] = Entry(
+            name, model_cfg, info.get("val"), info.get("test"), info.get("param_bytes", 0), model
+        )
+    if (path / "vocab").is_dir():
+        art.vocab_dir = path / "vocab"
+    if (path / "dataset_meta.json").is_file():
+        art.dataset_meta = json.loads((path / "dataset_meta.json").read_text())
+    return art
+
+
+def _copy_dataset_files(dataset_dir: Path, out: Path) -> None:
+    if (dataset_dir / "vocab").is_dir():
+        shutil.copytree(dataset_dir / "vocab", out / "vocab")
+    if (dataset_dir / "meta.json").is_file():
+        shutil.copy2(dataset_dir / "meta.json", out / "dataset_meta.json")
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Rename `new` to `target`; an existing target is moved aside first, removed after."""
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
