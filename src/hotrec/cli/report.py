@@ -74,3 +74,23 @@ def _fmt(key: str, value) -> str:
     if key.endswith("_share"):
         return f"{value:.1%}"
     return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def print_representations(results: dict[str, dict], title: str = "representations") -> None:
+    """One row per representation: validation and test AUC / accuracy, size, training speed."""
+    table = Table(title=title)
+    cols = ("representation", "val AUC", "val accuracy", "test AUC", "parameters", "samples/s")
+    for col in cols:
+        table.add_column(col, justify="right")
+    for name, r in results.items():
+        val, test = r.get("val") or {}, r.get("test") or {}
+        size = (r.get("embedding") or {}).get("param_bytes")
+        table.add_row(
+            name,
+            f"{val['auc']:.4f}" if val else "",
+            f"{val['accuracy']:.4f}" if val else "",
+            f"{test['auc']:.4f}" if test else "",
+            f"{size / 2**20:,.1f} MiB" if size else "",
+            f"{r['samples_per_s']:,.0f}" if r.get("samples_per_s") else "",
+        )
+    console.print(table)

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from hotrec.cli.report import console, print_results
+from hotrec.cli.report import console, print_representations, print_results
 from hotrec.config import CHOICES, PRESETS, load_config
 from hotrec.errors import HotrecError
 
@@ -60,6 +60,13 @@ def add_parser(sub) -> None:
     p.add_argument("--run-dir", type=Path, default=None, help="run directory (default runs/<time>)")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in this directory")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument(
+        "--representations",
+        metavar="LIST",
+        help="train one model per representation (e.g. table,dhe,hybrid) into RUN/<name>/ and "
+        "write RUN/artifact/ with all of them and their metrics, for `hotrec serve`; with "
+        "--resume RUN it continues where it stopped",
+    )
     add_shortcuts(p)
     p.add_argument(
         "--set",
@@ -197,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
     from hotrec.training.trainer import resume_run, start_run
 
     overrides = shortcut_overrides(args) + list(args.overrides)
+    if args.representations:
+        return run_representations(args, overrides)
     if args.resume:
         changes = load_config(None, overrides).to_dict()
         given = {o.split("=", 1)[0] for o in overrides}
@@ -219,4 +228,30 @@ def run(args: argparse.Namespace) -> int:
     print_results(result, title=f"hotrec train: {trainer.run_dir}")
     if result["stopped"] == "interrupted":
         console.print(f"checkpoint saved; continue with: hotrec train --resume {trainer.run_dir}")
+    return 0
+
+
+def run_representations(args: argparse.Namespace, overrides: list[str]) -> int:
+    from hotrec.training.multi import parse_representations, saved_config, train_representations
+
+    names = parse_representations(args.representations)
+    if args.resume:
+        if overrides or args.data:
+            raise HotrecError(
+                "--representations with --resume continues the runs as configured; change "
+                "options of one run with: hotrec train --resume RUN/<name> ..."
+            )
+        run_dir, cfg = args.resume, saved_config(args.resume, names)
+    else:
+        if args.data is None:
+            raise HotrecError("--data DIR is required (or --resume RUN)")
+        cfg = load_config(args.preset, [f"data.path={str(args.data.resolve())!r}"] + overrides)
+        run_dir = args.run_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    out = train_representations(cfg, names, run_dir, bool(args.resume), args.overwrite)
+    print_representations(out["representations"], title=f"hotrec train: {run_dir}")
+    if out["stopped"] == "interrupted":
+        console.print(
+            f"stopped; continue with: hotrec train --representations "
+            f"{args.representations} --resume {run_dir}"
+        )
     return 0
