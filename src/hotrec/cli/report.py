@@ -58,6 +58,13 @@ def print_results(result: dict, title: str = "results") -> None:
         console.print(
             f"{result['steps']:,} steps on {result['device']}; stopped: {result['stopped']}"
         )
+    emb = result.get("embedding")
+    if emb:
+        console.print(
+            f"embedding {emb['name']}: {emb['num_features']} feature vectors, "
+            f"{emb['param_bytes'] / 2**20:,.2f} MiB of parameters, "
+            f"{emb['flops_per_sample']:,} FLOPs per sample"
+        )
     placement = result.get("placement")
     if placement:
         shown = {k: v for k, v in placement.items() if k != "schedule" and not isinstance(v, list)}

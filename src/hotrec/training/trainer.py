@@ -16,6 +16,7 @@ import torch
 from hotrec.config import RunConfig, config_from_dict
 from hotrec.data.format import Dataset, open_dataset
 from hotrec.data.loader import BatchLoader
+from hotrec.embeddings.describe import describe
 from hotrec.errors import HotrecError
 from hotrec.models.builders import build_dlrm
 from hotrec.models.dlrm import DLRM
@@ -243,6 +244,7 @@ class Trainer:
             "samples_per_s": round(samples / seconds, 1) if seconds > 0 else 0.0,
             "device": str(self.device),
             "placement": self.schedule.stats(),
+            "embedding": describe(self.model.embeddings),
         }
         if reason != "interrupted":
             result["val"] = self._eval_record("val", 0, log)
