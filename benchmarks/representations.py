@@ -63,7 +63,7 @@ def measure_latency(art, dataset, args: argparse.Namespace) -> dict:
     """Median ms per call over --repeats, per batch size: embeddings alone and whole model."""
     split = dataset.split("test")
     n = min(max(BATCH_SIZES), len(split))
-    dense = torch.from_numpy(np.asarray(split.dense[:n])).to(args.device)
+    dense = torch.from_numpy(np.array(split.dense[:n])).to(args.device)
     sparse = torch.from_numpy(np.asarray(split.sparse[:n]).astype(np.int64)).to(args.device)
     times: dict = {name: {} for name in art.models}
     for b in BATCH_SIZES:
@@ -156,6 +156,7 @@ def plot(result: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     runs = {k: v for k, v in result["datasets"].items() if "representations" in v}
     fig, axes = plt.subplots(len(runs), 2, figsize=(12, 4.2 * len(runs)), squeeze=False)
@@ -174,6 +175,7 @@ def plot(result: dict, path: Path) -> None:
                 label=name,
             )
         a.set_xscale("log")
+        a.xaxis.set_minor_formatter(NullFormatter())
         a.set_xlabel("embedding parameters (MiB, log)")
         a.set_ylabel("test AUC")
         a.set_title(f"{tag}: AUC against memory", fontsize=10)

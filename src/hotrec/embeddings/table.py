@@ -75,3 +75,11 @@ class TableEmbedding(nn.Module):
     def zero_grad_pending(self) -> None:
         """Forget lookups whose gradients will never be applied (e.g. after a failed step)."""
         self._pending.clear()
+
+    def param_bytes(self) -> int:
+        """Bytes of the rows (optimizer state excluded)."""
+        return self.store.weight.numel() * self.store.weight.element_size()
+
+    def flops_per_sample(self) -> int:
+        """Lookups only: no arithmetic."""
+        return 0

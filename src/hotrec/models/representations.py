@@ -1,4 +1,9 @@
-"""Build the embedding representation a ModelConfig names (table | dhe | hybrid | qr)."""
+"""Build the embedding representation a ModelConfig names (table | dhe | hybrid | qr).
+
+Every representation maps sparse [B, T] to [B, F, D]; the ones with rows keep them in a fused
+store with the configured sparse optimizer, and hold them as the module itself (table) or as
+`.rows` (qr, hybrid), where placement schedules find them (embeddings/parts.py).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,11 @@ import torch
 from torch import nn
 
 from hotrec.config import ModelConfig, OptimConfig
+from hotrec.embeddings.deep_hash import DeepHashEmbedding
+from hotrec.embeddings.feature_map import resolve_feature_map
+from hotrec.embeddings.hybrid import HybridEmbedding
+from hotrec.embeddings.keys import SelectKeys
+from hotrec.embeddings.qr import build_qr
 from hotrec.embeddings.store import EmbeddingStore
 from hotrec.embeddings.table import TableEmbedding
 from hotrec.errors import HotrecError
@@ -18,16 +28,76 @@ def build_embeddings(
     schema: Schema, model: ModelConfig, optim: OptimConfig, generator: torch.Generator
 ) -> nn.Module:
     """sparse [B, T] -> [B, F, D] for the configured representation."""
+    columns = list(range(schema.num_tables))
     if model.embedding == "table":
-        store = EmbeddingStore(
+        return build_table(schema.table_rows, columns, model, optim, generator)
+    if model.embedding == "qr":
+        return build_qr(
             schema.table_rows,
             model.embedding_dim,
+            model.qr_collisions,
             optim.sparse,
             optim.sparse_lr,
             optim.eps,
             generator,
         )
-        return TableEmbedding(store, torch.from_numpy(schema.table_offsets))
+    if model.embedding == "dhe":
+        return build_dhe(len(columns), model, generator)
+    if model.embedding == "hybrid":
+        return build_hybrid(schema, model, optim, generator)
     raise HotrecError(
         f"unknown embedding representation {model.embedding!r}: use {', '.join(REPRESENTATIONS)}"
     )
+
+
+def build_table(
+    table_rows: list[int],
+    columns: list[int],
+    model: ModelConfig,
+    optim: OptimConfig,
+    generator: torch.Generator,
+) -> TableEmbedding:
+    """A fused table over the features `columns` (keys only when not all of them in order)."""
+    rows = [table_rows[c] for c in columns]
+    store = EmbeddingStore(
+        rows, model.embedding_dim, optim.sparse, optim.sparse_lr, optim.eps, generator
+    )
+    offsets = torch.as_tensor([0, *rows[:-1]], dtype=torch.int64).cumsum(0)  # [K]
+    keys = None if columns == list(range(len(table_rows))) else SelectKeys(columns)
+    return TableEmbedding(store, offsets, keys)
+
+
+def build_dhe(
+    num_features: int, model: ModelConfig, generator: torch.Generator
+) -> DeepHashEmbedding:
+    """A deep hash embedding over `num_features` columns, its seed drawn from `generator`."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return DeepHashEmbedding(
+        num_features,
+        model.embedding_dim,
+        num_hashes=model.dhe_hashes,
+        buckets=model.dhe_buckets,
+        prime=model.dhe_prime,
+        hidden=tuple(model.dhe_hidden),
+        distribution=model.dhe_distribution,
+        activation=model.dhe_activation,
+        batchnorm=model.dhe_batchnorm,
+        seed=seed,
+    )
+
+
+def build_hybrid(
+    schema: Schema, model: ModelConfig, optim: OptimConfig, generator: torch.Generator
+) -> HybridEmbedding:
+    """Table and/or DHE per feature as the embedding map says (empty map: both for all)."""
+    names = [t.name for t in schema.tables]
+    kinds = resolve_feature_map(model.embedding_map, names, schema.table_rows)
+    table_columns = [t for t, k in enumerate(kinds) if k in ("table", "both")]
+    dhe_columns = [t for t, k in enumerate(kinds) if k in ("dhe", "both")]
+    rows = (
+        build_table(schema.table_rows, table_columns, model, optim, generator)
+        if table_columns
+        else None
+    )
+    dhe = build_dhe(len(dhe_columns), model, generator) if dhe_columns else None
+    return HybridEmbedding(rows, dhe, table_columns, dhe_columns)

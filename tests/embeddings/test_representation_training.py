@@ -1,0 +1,76 @@
+"""A short training run per representation beats a constant predictor (tiny preset, toy data)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hotrec.cli.main import main
+from hotrec.config import load_config
+from hotrec.data.format import open_dataset
+from hotrec.training.trainer import start_run
+
+SMALL_DHE = ("model.dhe_hashes=64",)
+CASES = {
+    "table": ("model.embedding='table'",),
+    "dhe": ("model.embedding='dhe'", *SMALL_DHE),
+    "hybrid": ("model.embedding='hybrid'", *SMALL_DHE),
+    "hybrid_select": (
+        "model.embedding='hybrid'",
+        "model.embedding_map='dhe_min_rows=50'",
+        *SMALL_DHE,
+    ),
+    "qr": ("model.embedding='qr'",),
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, above all on a shared, busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def constant_logloss(data) -> float:
+    """Log loss of always predicting the training label rate (its entropy)."""
+    rate = float(np.mean(open_dataset(data).split("train").label))
+    return -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_short_training_beats_a_constant_predictor(tmp_path, toy_dataset, case):
+    overrides = [f"data.path='{toy_dataset}'", "train.checkpoint_every=0", *CASES[case]]
+    result = start_run(load_config("tiny", overrides), tmp_path / case).fit()
+    assert result["steps"] == 18  # 2 epochs of 9 batches
+    assert result["val"]["logloss"] < constant_logloss(toy_dataset)
+    assert result["val"]["auc"] > 0.6
+
+
+def test_cli_trains_dhe(tmp_path, toy_dataset):
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(toy_dataset), "--preset", "tiny", "--run-dir", str(run)]
+    assert main([*argv, "--embedding", "dhe", "--set", "model.dhe_hashes=32"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["embedding"] == "dhe" and config["model"]["dhe_hashes"] == 32
+    result = json.loads((run / "result.json").read_text())
+    assert result["val"]["logloss"] < constant_logloss(toy_dataset)
+
+
+def test_cli_trains_the_select_hybrid(tmp_path, toy_dataset):
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(toy_dataset), "--preset", "tiny", "--run-dir", str(run)]
+    argv += ["--embedding", "hybrid", "--embedding-map", "dhe_min_rows=50"]
+    assert main([*argv, "--set", "model.dhe_hashes=32"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["embedding_map"] == "dhe_min_rows=50"
+    assert json.loads((run / "result.json").read_text())["val"]["auc"] > 0.6
+
+
+def test_cli_bad_embedding_map_is_a_one_line_error(tmp_path, toy_dataset, capsys):
+    argv = ["train", "--data", str(toy_dataset), "--preset", "tiny", "--run-dir", str(tmp_path)]
+    assert main([*argv, "--embedding", "hybrid", "--embedding-map", "dhe_min_rows=x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "dhe_min_rows" in err and "\n" not in err and "Traceback" not in err
