@@ -5,7 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-INTERACTIONS = ("dot", "cat")
+from hotrec.models.attention import autoint_attention, masked_transformer
+from hotrec.models.cross import CrossInteraction
+
+INTERACTIONS = ("dot", "cat", "cross", "attention", "masked_transformer")
 
 
 class DotInteraction(nn.Module):
@@ -38,9 +41,27 @@ class CatInteraction(nn.Module):
 
 def make_interaction(name: str, num_features: int, dim: int, **options) -> nn.Module:
     """The named interaction over F = num_features feature vectors of width D; `options` are
-    the keyword arguments of models.builders.interaction_options (each uses its own)."""
+    the keyword arguments of models.builders.interaction_options (each uses its own; a missing
+    one takes the interaction's default)."""
     if name == "dot":
         return DotInteraction(num_features, dim)
     if name == "cat":
         return CatInteraction(num_features, dim)
+    if name == "cross":
+        return CrossInteraction(num_features, dim, **_pick(options, "cross_layers", "cross_rank"))
+    if name == "attention":
+        return autoint_attention(num_features, dim, **_pick(options, "num_heads", "num_layers"))
+    if name == "masked_transformer":
+        own = _pick(
+            options, "num_heads", "num_layers", "ffn_dim", "dropout", "mask_thresholds", "layernorm"
+        )
+        return masked_transformer(num_features, dim, **own)
     raise ValueError(f"unknown interaction {name!r}; choose from {', '.join(INTERACTIONS)}")
+
+
+_RENAMED = {"cross_layers": "num_layers", "cross_rank": "rank"}  # option -> argument name
+
+
+def _pick(options: dict, *names: str) -> dict:
+    """The given options that are present, under the interaction's argument names."""
+    return {_RENAMED.get(n, n): options[n] for n in names if n in options}
