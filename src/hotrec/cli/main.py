@@ -6,10 +6,21 @@ import argparse
 import sys
 
 from hotrec import __version__
-from hotrec.cli import demo, evaluate, info, prepare, profile, synth, train
+from hotrec.cli import (
+    demo,
+    evaluate,
+    info,
+    loadtest,
+    prepare,
+    profile,
+    serve,
+    serve_profile,
+    synth,
+    train,
+)
 from hotrec.errors import HotrecError
 
-COMMANDS = (synth, prepare, info, profile, train, evaluate, demo)
+COMMANDS = (synth, prepare, info, profile, train, evaluate, demo, serve_profile, serve, loadtest)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,232 @@
+"""`hotrec loadtest`: open-loop Poisson load with labelled queries, and what came back.
+
+Queries are built once from a labelled dataset split: each takes `size` consecutive rows
+from a random start (sizes from a distribution: DeepRecSys's lognormal(5.1, 0.2), median
+about 164 items, capped at 1024; or MLPerf-style uniform 100-700), pre-encoded as JSON.
+Arrivals follow a Poisson process at the offered rate, independent of answers (open loop),
+and latency runs from the scheduled arrival, so a slow client or server cannot hide delay.
+
+Per offered rate it reports p50/p95/p99 latency (answered queries), the share of sent
+queries answered within the target, throughput, accuracy against the labels, the path mix,
+and correct predictions per second: over the queries answered within the target, the
+number of correct predictions (threshold 0.5, from the labels) per second of the run;
+`expected_correct_per_s` uses each path's validation accuracy instead of the labels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from dataclasses import dataclass
+
+import numpy as np
+
+from hotrec.errors import HotrecError
+from hotrec.progress import make_progress
+from hotrec.serving.httpclient import ConnectionPool, split_url
+
+
+@dataclass(frozen=True)
+class QuerySizes:
+    kind: str = "lognormal"  # lognormal (DeepRecSys) | uniform (MLPerf DLRM inference)
+    mu: float = 5.1  # lognormal: mean of log(size)
+    sigma: float = 0.2  # lognormal: std of log(size)
+    cap: int = 1024  # lognormal: largest size
+    low: int = 100  # uniform: smallest size
+    high: int = 700  # uniform: largest size
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        if self.kind == "lognormal":
+            sizes = np.round(rng.lognormal(self.mu, self.sigma, n))
+            return np.clip(sizes, 1, self.cap).astype(np.int64)
+        if self.kind == "uniform":
+            return rng.integers(self.low, self.high + 1, n)
+        raise HotrecError(f"unknown query size distribution {self.kind!r}: lognormal or uniform")
+
+
+@dataclass
+class Query:
+    body: bytes  # the JSON request
+    labels: np.ndarray  # [size] 0/1
+
+    @property
+    def size(self) -> int:
+        return len(self.labels)
+
+
+def build_queries(split, sizes: QuerySizes, count: int, seed: int = 0) -> list[Query]:
+    """`count` labelled queries from a dataset split (dense/sparse/label arrays)."""
+    n = len(split.label)
+    if n == 0:
+        raise HotrecError("the split holds no rows to build queries from")
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, size in enumerate(sizes.sample(rng, count).tolist()):
+        idx = (rng.integers(0, n) + np.arange(size)) % n  # consecutive rows, wrapping
+        body = {
+            "id": i,
+            "dense": np.asarray(split.dense[idx], dtype=np.float64).tolist(),  # float32-exact
+            "sparse": np.asarray(split.sparse[idx], dtype=np.int64).tolist(),
+        }
+        out.append(Query(json.dumps(body).encode(), np.asarray(split.label[idx]).round()))
+    return out
+
+
+@dataclass
+class Record:
+    """One sent query as the client saw it."""
+
+    size: int
+    status: int  # HTTP status; 0 = timeout / connection error
+    latency_ms: float  # scheduled arrival -> answer (also for refusals)
+    path: str = ""
+    correct: int = 0  # predictions matching the labels
+    late_start_ms: float = 0.0  # how late the client sent it (client overload shows here)
+    server_ms: float = 0.0  # the server's own arrival -> answer time
+    queue_ms: float = 0.0  # the server's arrival -> batch start
+    compute_ms: float = 0.0  # the batch's model time
+
+
+async def send(
+    pool: ConnectionPool, path: str, q: Query, scheduled: float, timeout_s: float
+) -> Record:
+    loop = asyncio.get_running_loop()
+    late = (loop.time() - scheduled) * 1e3
+    try:
+        status, data = await pool.post(path, q.body, timeout_s)
+    except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
+        # timeout, refused connection, reset: a miss, not a crash
+        return Record(q.size, 0, (loop.time() - scheduled) * 1e3, late_start_ms=late)
+    latency = (loop.time() - scheduled) * 1e3
+    if status != 200:
+        return Record(q.size, status, latency, late_start_ms=late)
+    answer = json.loads(data)
+    preds = np.asarray(answer["predictions"]) >= 0.5
+    correct = int((preds == (q.labels >= 0.5)).sum())
+    return Record(q.size, 200, latency, answer["path"], correct, late, answer["latency_ms"],
+                  answer["queue_ms"], answer["compute_ms"])  # fmt: skip
+
+
+async def run_rate(
+    url: str, queries: list[Query], rate: float, duration_s: float, seed: int = 0,
+    timeout_s: float = 10.0, on_sent=None,
+) -> tuple[list[Record], float]:  # fmt: skip
+    """Poisson arrivals at `rate` queries/s for `duration_s`; (records, wall seconds)."""
+    rng = np.random.default_rng(seed)
+    gaps = rng.exponential(1.0 / rate, int(rate * duration_s * 1.5) + 16)
+    times = np.cumsum(gaps)
+    times = times[times < duration_s]
+    loop = asyncio.get_running_loop()
+    pool = ConnectionPool(url)
+    path = split_url(url)[2]
+    try:
+        start = loop.time()
+        tasks = []
+        for i, t in enumerate(times.tolist()):
+            delay = start + t - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            q = queries[i % len(queries)]
+            tasks.append(asyncio.create_task(send(pool, path, q, start + t, timeout_s)))
+            if on_sent is not None:
+                on_sent()
+        records = await asyncio.gather(*tasks)
+        wall = loop.time() - start
+    finally:
+        await pool.close()
+    return list(records), max(wall, duration_s)
+
+
+def summarize(
+    records: list[Record], wall_s: float, rate: float, target_ms: float, percentile: float,
+    path_accuracy: dict[str, float],
+) -> dict:  # fmt: skip
+    """The numbers of one offered rate (see the module docstring)."""
+    ok = [r for r in records if r.status == 200]
+    within = [r for r in ok if r.latency_ms <= target_ms]
+    lat = np.array([r.latency_ms for r in ok]) if ok else np.zeros(0)
+    # The target percentile over every sent query, a refused or failed one counting as late.
+    every = np.array([r.latency_ms if r.status == 200 else np.inf for r in records])
+    tail = float(np.percentile(every, percentile, method="higher")) if len(every) else np.inf
+    items = sum(r.size for r in ok)
+    mix: dict[str, int] = {}
+    for r in ok:
+        mix[r.path] = mix.get(r.path, 0) + 1
+
+    def pct(q: float) -> float:
+        return float(np.percentile(lat, q)) if len(lat) else float("nan")
+
+    return {
+        "offered_qps": rate,
+        "sent": len(records),
+        "answered": len(ok),
+        "rejected": sum(r.status == 503 for r in records),
+        "failed": sum(r.status not in (200, 503) for r in records),
+        "wall_s": wall_s,
+        "p50_ms": pct(50),
+        "p95_ms": pct(95),
+        "p99_ms": pct(99),
+        f"p{percentile:g}_all_ms": tail,
+        "meets_target": bool(tail <= target_ms),
+        "within_target_share": len(within) / len(records) if records else 0.0,
+        "achieved_qps": len(ok) / wall_s,
+        "items_per_s": items / wall_s,
+        "accuracy": sum(r.correct for r in ok) / items if items else float("nan"),
+        "correct_per_s": sum(r.correct for r in within) / wall_s,
+        "expected_correct_per_s": sum(r.size * path_accuracy.get(r.path, 0.0) for r in within)
+        / wall_s,
+        "path_mix": {k: v / len(ok) for k, v in sorted(mix.items())},
+        "client_late_p99_ms": _pct([r.late_start_ms for r in records], 99),
+        "server_p99_ms": _pct([r.server_ms for r in ok], 99),
+        "queue_p50_ms": _pct([r.queue_ms for r in ok], 50),
+        "compute_p50_ms": _pct([r.compute_ms for r in ok], 50),
+    }
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def run_sweep(
+    url: str, queries: list[Query], rates: list[float], duration_s: float, target_ms: float,
+    percentile: float, path_accuracy: dict[str, float], seed: int = 0, timeout_s: float = 10.0,
+    pause_s: float = 1.0, label: str = "",
+) -> list[dict]:  # fmt: skip
+    """One run per offered rate (with a pause between, so queues drain); the summaries."""
+    url = url.rstrip("/") + "/predict"
+    out = []
+    progress = make_progress(unit="queries")
+    expected = int(sum(rates) * duration_s)
+    task = progress.add_task(f"load {label}".strip(), total=expected, rate="", info="")
+    with progress:
+        for i, rate in enumerate(rates):
+            if rate <= 0:
+                raise HotrecError(f"offered rates must be positive, got {rate}")
+            progress.update(task, info=f"{rate:g} queries/s")
+            records, wall = asyncio.run(
+                run_rate(
+                    url,
+                    queries,
+                    rate,
+                    duration_s,
+                    seed + i,
+                    timeout_s,
+                    on_sent=lambda: progress.advance(task),
+                )  # fmt: skip
+            )
+            out.append(summarize(records, wall, rate, target_ms, percentile, path_accuracy))
+            if i + 1 < len(rates):
+                time.sleep(pause_s)
+    return out
+
+
+def fetch_info(url: str, timeout_s: float = 5.0) -> dict:
+    """The server's /info (paths and their accuracy, target, dataset)."""
+    split_url(url)
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/info", timeout=timeout_s) as r:
+            return json.loads(r.read())
+    except (OSError, ValueError) as e:
+        raise HotrecError(f"cannot reach a hotrec server at {url} ({e})") from None

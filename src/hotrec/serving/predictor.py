@@ -1,0 +1,139 @@
+"""The predictor: an artifact's models on every serving device, one call per batch.
+
+Inputs come either prepared (dense [B, F_d] float32, already log(1 + x); sparse [B, T] per-
+table ids) or as raw Criteo fields mapped through the artifact's vocabularies (rawfields.py).
+Prepared ids outside a table's range [0, rows) are refused with a ValueError naming the
+first one (the server answers 422): such an id comes from another vocabulary, and silently
+reading row 0 would hide that. Raw values never fail that way: unknown ones become id 0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hotrec.config import config_from_dict
+from hotrec.errors import HotrecError
+from hotrec.models.artifact import Artifact, Entry, load_artifact, read_manifest
+from hotrec.serving.paths import ServingPath, all_paths
+from hotrec.serving.rawfields import RawFieldMapper, raw_mapper_for
+from hotrec.types import Schema
+
+
+class Predictor:
+    """predict(path, dense, sparse) -> click probabilities [B] for any path of the artifact."""
+
+    def __init__(self, artifacts: dict[str, Artifact], max_batch: int = 4096) -> None:
+        if not artifacts:
+            raise HotrecError("a predictor needs at least one device")
+        first = next(iter(artifacts.values()))
+        self.artifacts = artifacts  # device -> the artifact's models loaded there
+        self.schema: Schema = first.schema
+        self.source = Path(first.path)
+        self.entries = {name: e for name, e in first.entries.items()}
+        self.paths = all_paths(list(self.entries), list(artifacts), max_batch)
+        self.raw_mapper: RawFieldMapper | None
+        self.raw_mapper, self.raw_unavailable = raw_mapper_for(
+            first.schema, first.vocab_dir, first.dataset_meta
+        )
+        self._rows = np.array(first.schema.table_rows, dtype=np.int64)
+        self.remote = None  # an object whose predict() runs the models elsewhere (workers.py)
+
+    @classmethod
+    def load(
+        cls,
+        path: Path,
+        representations: list[str] | None = None,
+        devices: list[str] | tuple[str, ...] = ("cpu",),
+        max_batch: int = 4096,
+        models: bool = True,
+    ) -> Predictor:
+        """Load the artifact's models (all, or `representations`) once per device; with
+        models=False only what checks inputs and describes the paths (schema, metrics,
+        vocabularies), for a front end whose models run in worker processes."""
+        if models:
+            artifacts = {d: load_artifact(path, representations, d) for d in devices}
+            return cls(artifacts, max_batch)
+        art = load_artifact(path, [], "cpu")  # no models: schema, vocabularies, meta
+        art.entries = manifest_entries(path, representations)
+        return cls({d: art for d in devices}, max_batch)
+
+    @property
+    def dataset(self) -> str | None:
+        """The dataset the artifact was trained on (its manifest's record), if any."""
+        return read_manifest(self.source).get("dataset")
+
+    def path(self, name: str) -> ServingPath:
+        for p in self.paths:
+            if p.name == name:
+                return p
+        known = ", ".join(p.name for p in self.paths)
+        raise HotrecError(f"unknown path {name!r}: this predictor serves {known}")
+
+    def metrics(self, representation: str) -> dict:
+        """The representation's validation metrics from the artifact ({} when absent)."""
+        return dict(self.entries[representation].val or {})
+
+    def check(self, dense, sparse) -> tuple[np.ndarray, np.ndarray]:
+        """Prepared inputs -> (dense float32 [B, F_d], sparse int64 [B, T]); ValueError with
+        a one-line reason for a wrong shape, a non-finite value or an id out of range."""
+        nd, nt = self.schema.num_dense, self.schema.num_tables
+        try:
+            dense = np.array(dense, dtype=np.float32)  # owned, writable copies
+            sparse = np.array(sparse, dtype=np.int64)
+        except (ValueError, TypeError, OverflowError) as e:
+            raise ValueError(f"inputs are not rectangular numeric arrays ({e})") from None
+        if dense.ndim != 2 or dense.shape[1] != nd:
+            raise ValueError(f"dense must be [items, {nd}], got shape {list(dense.shape)}")
+        if sparse.ndim != 2 or sparse.shape[1] != nt:
+            raise ValueError(f"sparse must be [items, {nt}], got shape {list(sparse.shape)}")
+        if len(dense) != len(sparse):
+            raise ValueError(f"dense has {len(dense)} items but sparse has {len(sparse)}")
+        if not np.isfinite(dense).all():
+            raise ValueError("dense holds a non-finite value")
+        bad = (sparse < 0) | (sparse >= self._rows)  # [B, T]
+        if bad.any():
+            i, t = np.argwhere(bad)[0]
+            table = self.schema.tables[t]
+            raise ValueError(
+                f"sparse[{i}][{t}] = {sparse[i, t]} is out of range for table {table.name} "
+                f"(ids 0..{table.rows - 1})"
+            )
+        return dense, sparse
+
+    def map_raw(self, rows: list[list]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw Criteo fields -> (dense, sparse); ValueError when not possible."""
+        if self.raw_mapper is None:
+            raise ValueError(self.raw_unavailable)
+        return self.raw_mapper.map(rows)
+
+    @torch.inference_mode()
+    def predict(self, path: ServingPath, dense: np.ndarray, sparse: np.ndarray) -> np.ndarray:
+        """Checked inputs -> probabilities [B] float32, computed on path.device."""
+        if self.remote is not None:
+            return self.remote.predict(path, dense, sparse)
+        model = self.artifacts[path.device].entries[path.representation].model
+        if model is None:
+            raise HotrecError("this predictor holds no models (they run in worker processes)")
+        if len(dense) == 0:
+            return np.zeros(0, dtype=np.float32)
+        d = torch.from_numpy(np.ascontiguousarray(dense)).to(path.device)  # [B, F_d]
+        s = torch.from_numpy(np.ascontiguousarray(sparse)).to(path.device)  # [B, T]
+        return torch.sigmoid(model(d, s)).float().cpu().numpy()  # [B]
+
+
+def manifest_entries(path: Path, representations: list[str] | None) -> dict[str, Entry]:
+    """The artifact's representations as entries without models (config and metrics)."""
+    manifest = read_manifest(path)
+    reps = manifest["representations"]
+    out = {}
+    for name in representations or list(reps):
+        if name not in reps:
+            raise HotrecError(f"{path} has no representation {name!r} (it has {', '.join(reps)})")
+        info = reps[name]
+        model_cfg = config_from_dict({**manifest["config"], "model": info["model"]}).model
+        out[name] = Entry(name, model_cfg, info.get("val"), info.get("test"),
+                          info.get("param_bytes", 0))  # fmt: skip
+    return out

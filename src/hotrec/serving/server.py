@@ -1,0 +1,246 @@
+"""The HTTP adapter (FastAPI): request checks and status codes over predictor + policy +
+batcher. All decisions live in the policy, all queueing in the batcher.
+
+  POST /predict   one query -> its predictions (200); 413 over --max-items items (or body
+                  bytes); 422 malformed JSON, wrong feature counts, ids out of range; 503 +
+                  Retry-After when the queue is full or the server is shutting down
+  GET  /healthz   liveness and queue depth
+  GET  /info      paths with their accuracy, policy, target, schema, dataset
+  GET  /metrics   Prometheus text
+  /openapi.json   the schema of all of it
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+
+from hotrec import __version__
+from hotrec.serving.batcher import Batcher, Overloaded
+from hotrec.serving.metrics import ServingMetrics
+from hotrec.serving.policies.base import Policy
+from hotrec.serving.predictor import Predictor
+from hotrec.serving.profile import Profile
+from hotrec.serving.schemas import ErrorResponse, Health, PredictRequest, PredictResponse
+
+BYTES_PER_VALUE = 32  # generous JSON size of one feature value, for the body-size limit
+
+
+def create_app(
+    predictor: Predictor,
+    policy: Policy,
+    *,
+    target_ms: float = 25.0,
+    percentile: float = 95.0,
+    max_items: int = 4096,
+    max_queue: int = 64,
+    max_inflight: int = 0,
+    admission: bool = True,
+    profile: Profile | None = None,
+) -> FastAPI:
+    """max_inflight: /predict requests being read, parsed, queued or computed at once before
+    more are refused with 503 unread (0 = max_queue): bounds the work ahead of the
+    bounded queue, where an overloaded server would otherwise pile up unparsed bodies.
+    admission: refuse (503) queries predicted to miss the target even on the policy's fastest
+    path (needs a profile); under overload the accepted ones stay on time. profile: batch
+    times are compared with it to track how much slower than profiled each device runs (the
+    policy plans with that)."""
+    metrics = ServingMetrics()
+    batcher = Batcher(predictor, policy, max_queue, metrics, profile=profile, admission=admission)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await batcher.start()
+        yield
+        await batcher.stop()  # uvicorn has stopped accepting; answer what was accepted
+
+    app = FastAPI(
+        title="hotrec MP-Rec serving",
+        version=__version__,
+        description=f"Click-probability predictions; policy {policy.name}, target "
+        f"p{percentile:g} <= {target_ms:g} ms.",
+        lifespan=lifespan,
+    )
+    app.state.batcher, app.state.metrics = batcher, metrics
+    fields = predictor.schema.num_dense + predictor.schema.num_tables
+    max_body = max_items * fields * BYTES_PER_VALUE + (64 << 10)
+    inflight = max_inflight or max_queue
+    app.add_middleware(
+        PredictGuard, max_body=max_body, max_inflight=inflight, batcher=batcher, metrics=metrics
+    )
+    info = server_info(predictor, policy, target_ms, percentile, max_items, max_queue)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": first_error(exc)}, status_code=422)
+
+    errors = {
+        413: {"model": ErrorResponse, "description": "too many items or too large a body"},
+        422: {"model": ErrorResponse, "description": "malformed request"},
+        503: {
+            "model": ErrorResponse,
+            "description": "overloaded or shutting down; see Retry-After",
+        },
+    }
+
+    body_schema = {"application/json": {"schema": PredictRequest.model_json_schema()}}
+
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        responses=errors,
+        openapi_extra={"requestBody": {"content": body_schema, "required": True}},
+    )
+    async def predict(request: Request) -> PredictResponse:
+        t0 = request.scope.get("state", {}).get("t0", time.perf_counter())
+        try:  # pydantic's own JSON parser: several times faster than json.loads + validate
+            body = PredictRequest.model_validate_json(await request.body())
+        except ValidationError as e:
+            raise HTTPException(422, first_error(e)) from None
+        if body.items == 0:
+            raise HTTPException(422, "a query needs at least one item")
+        if body.items > max_items:
+            raise HTTPException(413, f"{body.items} items in one query; at most {max_items}")
+        try:
+            if body.raw is not None:
+                dense, sparse = predictor.map_raw(body.raw)
+            else:
+                dense, sparse = predictor.check(body.dense, body.sparse)
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        try:
+            future = batcher.submit(dense, sparse, t0 * 1e3)
+        except Overloaded as e:
+            metrics.rejected.labels(e.reason).inc()
+            headers = {"Retry-After": str(e.retry_after_s)}
+            raise HTTPException(503, f"overloaded: {e.reason}", headers=headers) from None
+        answer = await future
+        latency = time.perf_counter() - t0
+        metrics.latency.observe(latency)
+        if latency * 1e3 <= target_ms:
+            metrics.within_target.inc()
+        return PredictResponse(
+            id=body.id,
+            predictions=answer.predictions.tolist(),
+            path=answer.path,
+            items=len(answer.predictions),
+            queue_ms=round(answer.queue_ms, 3),
+            compute_ms=round(answer.compute_ms, 3),
+            latency_ms=round(latency * 1e3, 3),
+        )
+
+    @app.get("/healthz", response_model=Health)
+    async def healthz() -> Health:
+        status = "ok" if batcher.accepting else "draining"
+        return Health(status=status, queue=len(batcher.queue), policy=policy.name)
+
+    @app.get("/info")
+    async def get_info() -> dict:
+        return info
+
+    @app.get("/metrics")
+    async def get_metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+class PredictGuard:
+    """ASGI middleware for POST /predict: stamps the arrival time, refuses (unread) bodies
+    over max_body bytes with 413, and with 503 requests beyond max_inflight or when a query
+    of the usual size would miss the target (the batcher's admission control); counts
+    answers by status. Refusing before the body is read keeps an overloaded server cheap."""
+
+    def __init__(
+        self, app, max_body: int, max_inflight: int, batcher: Batcher, metrics: ServingMetrics
+    ) -> None:
+        self.app, self.max_body, self.max_inflight = app, max_body, max_inflight
+        self.batcher, self.metrics = batcher, metrics
+        self.inflight = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/predict":
+            return await self.app(scope, receive, send)
+        scope.setdefault("state", {})["t0"] = time.perf_counter()
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            detail = f"request body of {int(length):,} bytes; at most {self.max_body:,}"
+            return await self._refuse(413, detail, {}, scope, receive, send)
+        reason = None
+        if self.inflight >= self.max_inflight:
+            reason = "too many in flight"
+        elif self.batcher.likely_late():
+            reason = "predicted to miss the target"
+        if reason is not None:
+            self.metrics.rejected.labels(reason).inc()
+            detail = f"overloaded: {reason} ({self.inflight} requests in flight)"
+            return await self._refuse(503, detail, {"Retry-After": "1"}, scope, receive, send)
+        self.inflight += 1
+        try:
+            await self._forward(scope, receive, send)
+        finally:
+            self.inflight -= 1
+
+    async def _refuse(self, code: int, detail: str, headers: dict, scope, receive, send) -> None:
+        self.metrics.requests.labels(str(code)).inc()
+        response = JSONResponse({"detail": detail}, status_code=code, headers=headers)
+        await response(scope, receive, send)
+
+    async def _forward(self, scope, receive, send) -> None:
+        status = {"code": 500}
+
+        async def send_status(message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            self.metrics.requests.labels(str(status["code"])).inc()
+
+
+def first_error(exc: RequestValidationError | ValidationError) -> str:
+    """The first validation error as one line: 'body.dense.0.2: Input should be a number'."""
+    errs = exc.errors()
+    if not errs:
+        return "invalid request"
+    e = errs[0]
+    if e.get("type") == "json_invalid":
+        return f"the body is not valid JSON ({(e.get('ctx') or {}).get('error', 'decode error')})"
+    where = ".".join(str(x) for x in e.get("loc", ()))
+    more = f" (and {len(errs) - 1} more errors)" if len(errs) > 1 else ""
+    return f"{where}: {e.get('msg', 'invalid')}{more}"
+
+
+def server_info(
+    predictor: Predictor, policy: Policy, target_ms: float, percentile: float, max_items: int,
+    max_queue: int,
+) -> dict:  # fmt: skip
+    paths = []
+    for p in predictor.paths:
+        val = predictor.metrics(p.representation)
+        paths.append({"name": p.name, "representation": p.representation, "device": p.device,
+                      "max_batch": p.max_batch, "accuracy": val.get("accuracy"),
+                      "auc": val.get("auc")})  # fmt: skip
+    schema = predictor.schema
+    return {
+        "policy": policy.name,
+        "target_ms": target_ms,
+        "percentile": percentile,
+        "max_items": max_items,
+        "max_queue": max_queue,
+        "paths": paths,
+        "dense_features": schema.num_dense,
+        "tables": [{"name": t.name, "rows": t.rows} for t in schema.tables],
+        "raw_fields": predictor.raw_mapper is not None,
+        "artifact": str(predictor.source),
+        "dataset": predictor.dataset,
+    }
