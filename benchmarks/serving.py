@@ -36,8 +36,14 @@ import numpy as np
 from common import RESULTS, command_line, machine, save
 from hotrec.config import load_config
 from hotrec.data.format import open_dataset
-from hotrec.serving.httpclient import ConnectionPool
-from hotrec.serving.loadgen import QuerySizes, build_queries, run_rate, send, summarize
+from hotrec.serving.loadgen import (
+    QuerySizes,
+    build_queries,
+    open_session,
+    run_rate,
+    send,
+    summarize,
+)
 from hotrec.serving.profile import Profile
 
 HOTREC = [sys.executable, "-m", "hotrec.cli.main"]
@@ -123,14 +129,12 @@ def sequential_capacity(url: str, queries, n: int = 40) -> float:
     the HTTP, parsing and model cost of its fastest path together."""
 
     async def one_by_one() -> list[float]:
-        pool, loop, lat = ConnectionPool(url), asyncio.get_running_loop(), []
-        try:
+        loop, lat = asyncio.get_running_loop(), []
+        async with open_session(10.0) as session:
             for i, q in enumerate(queries[: n + 5]):
-                r = await send(pool, "/predict", q, loop.time(), 10.0)
+                r = await send(session, url + "/predict", q, loop.time())
                 if i >= 5 and r.status == 200:  # the first few warm up
                     lat.append(r.latency_ms)
-        finally:
-            await pool.close()
         return lat
 
     return 1e3 / float(np.median(asyncio.run(one_by_one())))

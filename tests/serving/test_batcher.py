@@ -171,3 +171,34 @@ def test_load_is_the_recent_arrival_rate(predictor):
     assert first == pytest.approx(1.0)  # 100 items over 100 ms
     assert second == pytest.approx(5.0)  # 640 items over the 128 ms since the 64th-last
     assert idle == 0.0
+
+
+def test_the_cheap_check_judges_a_one_item_query(predictor):
+    clock = Clock()
+    path = predictor.path("small@cpu")
+    sizes, ms = [1, 4096], [1.0, 400.0]  # 400 ms for a big batch, 1 ms for one item
+    profile = Profile({path.name: PathProfile(path, 0.7, 0.75, sizes, {q: ms for q in
+                                                                      ("median", "p95", "p99")})})  # fmt: skip
+    policy = StaticPolicy(path, target_ms=25.0).fit(profile)
+    batcher = Batcher(predictor, policy, max_queue=8, clock=clock, admission=True)
+
+    async def main():
+        await batcher.start()
+        big = await batcher.submit(*inputs(3000))  # late even alone (293 ms): admitted
+        assert not batcher.likely_late()  # a big query came before; a small one is on time
+        batcher.busy["cpu"] = batcher.now_ms() + 300.0  # but not behind a 300 ms batch
+        assert batcher.likely_late()
+        with pytest.raises(Overloaded, match="predicted to miss the target") as refused:
+            batcher.submit(*inputs(20))
+        assert refused.value.retry_after_s == 1  # 300 ms to wait: 1 s is the least
+        batcher.busy["cpu"] = batcher.now_ms() + 2500.0
+        with pytest.raises(Overloaded) as refused:
+            batcher.submit(*inputs(20))
+        assert refused.value.retry_after_s == 3  # 2.5 s to wait
+        batcher.busy["cpu"] = None
+        small = await batcher.submit(*inputs(2))
+        await batcher.stop()
+        return big, small
+
+    big, small = asyncio.run(main())
+    assert len(big.predictions) == 3000 and len(small.predictions) == 2

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 
+from hotrec.config import ModelConfig
 from hotrec.data.criteo import prepare_criteo_kaggle
 from hotrec.data.format import open_dataset
 from hotrec.models.artifact import load_artifact
@@ -138,3 +140,24 @@ def test_mapper_needs_vocabularies_or_hashing(tmp_path):
     assert mapper is None and "no vocabularies" in why
     with pytest.raises(ValueError):
         RawFieldMapper(schema, None, None)
+
+
+def test_mp_cache_serves_exactly_the_decoders_answers(tmp_path):
+    dhe = ModelConfig(embedding_dim=4, bottom_mlp=(8, 4), top_mlp=(8, 1), embedding="dhe",
+                      dhe_hashes=16, dhe_hidden=(8,))  # fmt: skip
+    hybrid = dataclasses.replace(dhe, embedding="hybrid")
+    artifact = make_artifact(tmp_path, {"dhe": (dhe, 0.7), "hybrid": (hybrid, 0.72)})
+    plain = Predictor.load(artifact)
+    cached = Predictor.load(artifact, mp_cache=3)
+    assert plain.mp_cache == {} and set(cached.mp_cache) == {"dhe", "hybrid"}
+    val = open_dataset(plain.dataset).split("val")
+    dense, sparse = plain.check(val.dense[:64], val.sparse[:64])
+    for path in plain.paths:
+        want = plain.predict(path, dense, sparse)
+        got = cached.predict(cached.path(path.name), dense, sparse)
+        # the same math; the decoder's matrix products run on other shapes (cached ids are
+        # decoded together at build time), so float32 rounding may differ in the last bit
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7, err_msg=path.name)
+    stats = cached.cache_stats()
+    assert set(stats) == {"dhe@cpu", "hybrid@cpu"}
+    assert all(s["hits"] > 0 and s["lookups"] == 64 * 4 for s in stats.values())

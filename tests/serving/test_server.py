@@ -118,6 +118,33 @@ def test_bad_requests_get_a_clear_4xx(artifact, queries):
     assert 'hotrec_requests_total{status="413"} 2.0' in metrics
 
 
+def test_a_chunked_body_over_the_limit_is_refused_and_a_small_one_served(artifact, queries):
+    app, predictor = app_for(artifact, "static:small@cpu", max_items=8)
+    dense, sparse = queries[2]
+    small = json.dumps({"dense": dense, "sparse": sparse}).encode()
+    huge = json.dumps({"dense": [[0.5] * 3] * 8000, "sparse": [[1] * 4] * 8000}).encode()
+
+    def chunks(data: bytes):  # no Content-Length: httpx sends Transfer-Encoding: chunked
+        async def gen():
+            for i in range(0, len(data), 4096):
+                yield data[i : i + 4096]
+
+        return gen()
+
+    async def main():
+        async with client_for(app) as c:
+            headers = {"content-type": "application/json"}
+            return [await c.post("/predict", content=chunks(b), headers=headers)
+                    for b in (huge, small, b'{"dense": [[true]], "sparse": [[true]]}')]  # fmt: skip
+
+    too_big, ok, bools = asyncio.run(main())
+    assert too_big.status_code == 413 and "request body over" in too_big.json()["detail"]
+    assert ok.status_code == 200, ok.text
+    want = predictor.predict(predictor.path("small@cpu"), *predictor.check(dense, sparse))
+    np.testing.assert_allclose(ok.json()["predictions"], want, rtol=1e-6)
+    assert bools.status_code == 422 and "sparse" in bools.json()["detail"]
+
+
 def test_overload_answers_503_and_loses_no_request(artifact, queries):
     app, predictor = app_for(artifact, "static:small@cpu", SlowPredictor, max_queue=2)
     n = 16

@@ -98,6 +98,7 @@ def test_serving_commands_fail_with_one_line(artifact, tmp_path, capsys):
                 "no path",
             ),
             (["serve", str(artifact), "--target-ms", "0"], "--target-ms must be positive"),
+            (["serve", str(artifact), "--max-items", "9", "--max-batch", "8"], "--max-items"),
             (["serve-profile", str(artifact), "--batch-sizes", "1,x"], "--batch-sizes"),
             (["loadtest", f"http://127.0.0.1:{free_port()}"], "cannot reach a hotrec server"),
             (["loadtest", "ftp://x", "--rate", "1"], "http://HOST:PORT"),

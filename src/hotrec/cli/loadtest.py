@@ -20,11 +20,17 @@ def add_parser(sub) -> None:
         "throughput, share within the target, accuracy, correct predictions/s within the "
         "target and the path mix; writes JSON and a PNG.",
     )
-    p.add_argument("url", metavar="URL", help="server address, e.g. http://127.0.0.1:8000")
+    p.add_argument(
+        "url", metavar="URL",
+        help="the server's root address, e.g. http://127.0.0.1:8000 (queries go to URL/predict)",
+    )  # fmt: skip
     p.add_argument("--rate", type=float, default=None, help="offered queries/s (default 20)")
     p.add_argument("--rates", default=None, help="a sweep: comma list of queries/s")
     p.add_argument("--duration", type=float, default=10.0, help="seconds per rate (10)")
-    p.add_argument("--sizes", default="lognormal", choices=("lognormal", "uniform"))
+    p.add_argument(
+        "--sizes", default="lognormal", choices=("lognormal", "uniform"),
+        help="query sizes: lognormal (DeepRecSys, default) or uniform (MLPerf DLRM inference)",
+    )  # fmt: skip
     p.add_argument("--mu", type=float, default=5.1, help="lognormal mean of log size (5.1)")
     p.add_argument("--sigma", type=float, default=0.2, help="lognormal std of log size (0.2)")
     p.add_argument("--max-size", type=int, default=1024, help="lognormal cap (1024)")
@@ -36,7 +42,7 @@ def add_parser(sub) -> None:
     p.add_argument("--target-ms", type=float, default=None, help="default: the server's")
     p.add_argument("--percentile", type=float, default=None, help="default: the server's")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds before a query fails")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of query sizes and arrivals (0)")
     p.add_argument("--out", type=Path, default=Path("loadtest.json"), help="JSON to write")
     p.add_argument("--plot", type=Path, default=None, help="PNG (default: --out with .png)")
     p.set_defaults(run=run)
@@ -119,8 +125,9 @@ def print_rows(rows: list[dict], policy: str, target: float, percentile: float, 
     table = Table(title=f"{policy}: target p{percentile:g} <= {target:g} ms")
     cols = ("offered q/s", "answered q/s", "p50 ms", "p95 ms", "p99 ms", "within target",
             "503", "accuracy", "correct/s", "path mix")  # fmt: skip
-    for c in cols:
+    for c in cols[:-1]:
         table.add_column(c, justify="right")
+    table.add_column(cols[-1], no_wrap=True)
     for r in rows:
         mix = ", ".join(f"{k} {v:.0%}" for k, v in r["path_mix"].items())
         table.add_row(

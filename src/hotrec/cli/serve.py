@@ -57,6 +57,11 @@ def add_parser(sub) -> None:
     )  # fmt: skip
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument(
+        "--mp-cache", type=int, default=4096, metavar="N",
+        help="dhe/hybrid: cache the decoder outputs of the N most popular ids of each feature, "
+        "counted on the artifact's training data (MP-Cache; exact); 0 = off (4096)",
+    )  # fmt: skip
+    p.add_argument(
         "--inline", action="store_true",
         help="run the models in the server process instead of one worker process per device",
     )  # fmt: skip
@@ -77,10 +82,17 @@ def check_args(args: argparse.Namespace) -> None:
         if getattr(args, name) < 1:
             flag = "--" + name.replace("_", "-")
             raise HotrecError(f"{flag} must be at least 1, got {getattr(args, name)}")
+    if args.max_items > args.max_batch:
+        raise HotrecError(
+            f"--max-items ({args.max_items}) must not exceed --max-batch ({args.max_batch}): "
+            "a query is never split across batches"
+        )
     if not 0 <= args.port < 65536:
         raise HotrecError(f"--port must be in 0..65535, got {args.port}")
     if args.threads < 0:
         raise HotrecError(f"--threads must be >= 0, got {args.threads}")
+    if args.mp_cache < 0:
+        raise HotrecError(f"--mp-cache must be >= 0, got {args.mp_cache}")
 
 
 def check_port(host: str, port: int) -> None:
@@ -113,10 +125,14 @@ def build_app(args: argparse.Namespace):
     devices = resolve_devices(args.devices)
     pool = None
     if args.inline:
-        predictor = Predictor.load(args.artifact, reps, devices, args.max_batch)
+        predictor = Predictor.load(
+            args.artifact, reps, devices, args.max_batch, mp_cache=args.mp_cache
+        )
     else:
         predictor = Predictor.load(args.artifact, reps, devices, args.max_batch, models=False)
-        pool = WorkerPool(args.artifact, reps, devices, args.max_batch, args.threads).start()
+        pool = WorkerPool(
+            args.artifact, reps, devices, args.max_batch, args.threads, args.mp_cache
+        ).start()
         pool.attach(predictor)
     try:
         app, policy = _app(args, predictor)
@@ -161,9 +177,11 @@ def run(args: argparse.Namespace) -> int:
         f"{', '.join(p.name for p in paths)}; policy {policy.name}; target "
         f"p{args.percentile:g} <= {args.target_ms:g} ms"
     )
+    for rep, n in app.state.batcher.predictor.mp_cache.items():
+        console.print(f"MP-Cache: the outputs of {n:,} ids of {rep} skip its decoder")
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_level=args.log_level,
-        timeout_graceful_shutdown=30, access_log=False,
+        timeout_graceful_shutdown=30, timeout_keep_alive=30, access_log=False,
     )  # fmt: skip
     try:
         with signals_recorded() as received:

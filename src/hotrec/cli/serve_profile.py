@@ -17,8 +17,11 @@ def add_parser(sub) -> None:
         description="Load an artifact on every serving device and time each path "
         "(representation @ device) at each batch size: median, p95 and p99 over --repeats "
         "calls on rows of a dataset split (the artifact's own dataset when found, else random "
-        "valid ids). Adds each representation's validation accuracy and AUC from the artifact. "
-        "`hotrec serve --profile` reads the file.",
+        "valid ids). Models run in one worker process per device, as `hotrec serve` runs them "
+        "(--inline: in this process, as `serve --inline`), so the times include what serving "
+        "pays. Latency is made non-decreasing in batch size (a running maximum smooths "
+        "timing noise). Adds each representation's validation accuracy and AUC from the "
+        "artifact. `hotrec serve --profile` reads the file.",
     )
     p.add_argument("artifact", type=Path, metavar="ARTIFACT", help="artifact directory")
     p.add_argument("--out", type=Path, default=Path("profile.json"), help="profile file to write")
@@ -35,6 +38,15 @@ def add_parser(sub) -> None:
     p.add_argument("--data", type=Path, default=None, help="dataset to draw inputs from")
     p.add_argument("--split", default="val", help="split of --data (val)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument(
+        "--mp-cache", type=int, default=4096, metavar="N",
+        help="dhe/hybrid: cache the decoder outputs of the N most popular ids of each feature, "
+        "counted on the artifact's training data (MP-Cache; exact); 0 = off (4096)",
+    )  # fmt: skip
+    p.add_argument(
+        "--inline", action="store_true",
+        help="time the models in this process (for `hotrec serve --inline`)",
+    )  # fmt: skip
     p.set_defaults(run=run)
 
 
@@ -82,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from hotrec.serving.paths import resolve_devices
     from hotrec.serving.predictor import Predictor
     from hotrec.serving.profiler import LatencyProfiler
+    from hotrec.serving.workers import WorkerPool
 
     sizes = parse_sizes(args.batch_sizes)
     if args.repeats < 1 or args.max_batch < 1:
@@ -89,10 +102,27 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     reps = [r.strip() for r in args.representations.split(",")] if args.representations else None
-    predictor = Predictor.load(args.artifact, reps, resolve_devices(args.devices), args.max_batch)
-    inputs = dataset_inputs(predictor, args.data, args.split)
-    profiler = LatencyProfiler(sizes, args.repeats, max_seconds=args.max_seconds)
-    profile = profiler.fit(predictor, None, inputs).profile_
+    devices = resolve_devices(args.devices)
+    if args.mp_cache < 0:
+        raise HotrecError(f"--mp-cache must be >= 0, got {args.mp_cache}")
+    predictor = Predictor.load(
+        args.artifact, reps, devices, args.max_batch, models=args.inline, mp_cache=args.mp_cache
+    )
+    pool = None
+    if not args.inline:  # the models run where `hotrec serve` runs them: worker processes
+        pool = WorkerPool(
+            args.artifact, reps, devices, args.max_batch, args.threads, args.mp_cache
+        ).start()
+        pool.attach(predictor)
+    try:
+        inputs = dataset_inputs(predictor, args.data, args.split)
+        profiler = LatencyProfiler(sizes, args.repeats, max_seconds=args.max_seconds)
+        profile = profiler.fit(predictor, None, inputs).profile_
+    finally:
+        if pool is not None:
+            pool.close()
+    profile.meta["models"] = "in this process" if args.inline else "worker processes"
+    profile.meta["mp_cache"] = {"per_feature": args.mp_cache, "cached_ids": predictor.mp_cache}
     profile.meta["inputs"] = "dataset" if inputs is not None else "random ids"
     profile.meta["torch_threads"] = torch.get_num_threads()
     profile.save(args.out)
@@ -109,7 +139,8 @@ def print_profile(profile, console) -> None:
     first = next(iter(profile.paths.values()))
     shown = [b for b in first.batch_sizes if b in (1, 16, 256, 1024, 4096)] or first.batch_sizes
     cols = ("path", "acc", "AUC", *(str(b) for b in shown), "p99 max", "items/s")
-    for col in cols:
+    table.add_column(cols[0], no_wrap=True)  # a path name stays whole
+    for col in cols[1:]:
         table.add_column(col, justify="right")
     for name, p in profile.paths.items():
         med = dict(zip(p.batch_sizes, p.latency["median"], strict=True))

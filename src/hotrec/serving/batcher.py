@@ -90,7 +90,6 @@ class Batcher:
         self.accepting = False
         self.answered = 0
         self.queued_items = 0
-        self.mean_items = 0.0  # moving average of query sizes
         self._arrivals: deque[tuple[float, int]] = deque(maxlen=LOAD_ARRIVALS)  # (ms, items)
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -116,16 +115,13 @@ class Batcher:
         if not self.accepting:
             raise Overloaded("shutting down")
         if len(self.queue) >= self.max_queue:
-            raise Overloaded("queue full", self._retry_after_s())
+            raise Overloaded("queue full", self.retry_after_s())
         arrival = self.now_ms() if arrival_ms is None else arrival_ms
         if not self.can_meet_target(len(dense), arrival):
-            raise Overloaded("predicted to miss the target", self._retry_after_s())
+            raise Overloaded("predicted to miss the target", self.retry_after_s())
         future = asyncio.get_running_loop().create_future()
         self.queue.append(Job(dense, sparse, arrival, future))
         self.queued_items += len(dense)
-        self.mean_items = (
-            0.9 * self.mean_items + 0.1 * len(dense) if self.mean_items else len(dense)
-        )
         self._arrivals.append((arrival, len(dense)))
         self.metrics.queue_depth.set(len(self.queue))
         self._wake.set()
@@ -165,9 +161,10 @@ class Batcher:
         return alone - arrival > budget
 
     def likely_late(self) -> bool:
-        """Would a query of the usual size miss the target now? (A check before reading a
-        request's body, so that an overloaded server refuses cheaply.)"""
-        return self.mean_items > 0 and not self.can_meet_target(self.mean_items)
+        """Would the queue alone make even a one-item query miss the target now? (A check
+        before a request's body is parsed, so that an overloaded server refuses cheaply; the
+        query's own size is checked when it is submitted.)"""
+        return not self.can_meet_target(1)
 
     def _free_at(self, now: float) -> dict[str, float]:
         """When each device is free (now when idle, else the running batch's prediction)."""
@@ -183,11 +180,17 @@ class Batcher:
         items = sum(n for _, n in self._arrivals)
         return items / max(now_ms - self._arrivals[0][0], LOAD_MIN_SPAN_MS)
 
-    def _retry_after_s(self) -> int:
-        """Seconds after which the queue has likely drained (at least 1)."""
-        finish = [f for f in self.busy.values() if f is not None and math.isfinite(f)]
-        ahead = max(finish, default=self.now_ms()) - self.now_ms()
-        return max(1, math.ceil(ahead / 1e3))
+    def retry_after_s(self) -> int:
+        """Seconds after which the queue has likely drained (at least 1): the policy's
+        prediction for the queued items when it has a profile, else the running batches."""
+        now = self.now_ms()
+        finish = self.policy.earliest_finish_ms(
+            self.queued_items, now, self._free_at(now), self.slowdown
+        )
+        if not math.isfinite(finish):
+            running = [f for f in self.busy.values() if f is not None and math.isfinite(f)]
+            finish = max(running, default=now)
+        return max(1, math.ceil((finish - now) / 1e3))
 
     async def _dispatch_loop(self) -> None:
         while True:

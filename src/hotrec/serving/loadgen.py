@@ -20,12 +20,35 @@ import json
 import time
 import urllib.request
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
+import aiohttp
 import numpy as np
 
 from hotrec.errors import HotrecError
 from hotrec.progress import make_progress
-from hotrec.serving.httpclient import ConnectionPool, split_url
+
+# Seconds an idle client connection is kept for reuse: below the server's keep-alive timeout
+# (hotrec serve sets uvicorn's to 30 s; uvicorn's own default is 5 s), so the client never
+# sends on a connection the server is closing.
+CLIENT_KEEPALIVE_S = 3.0
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def split_url(url: str) -> tuple[str, int, str]:
+    """'http://host:port/path' -> (host, port, path); a one-line error for anything else."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise HotrecError(f"expected an http://HOST:PORT address, got {url!r}")
+    return parts.hostname, parts.port or 80, parts.path or "/"
+
+
+def open_session(timeout_s: float) -> aiohttp.ClientSession:
+    """An aiohttp session for load: no connection limit, short-lived idle connections."""
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=CLIENT_KEEPALIVE_S)
+    return aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)
+    )
 
 
 @dataclass(frozen=True)
@@ -79,7 +102,7 @@ class Record:
     """One sent query as the client saw it."""
 
     size: int
-    status: int  # HTTP status; 0 = timeout / connection error
+    status: int  # HTTP status; 0 = no HTTP answer (see `error`)
     latency_ms: float  # scheduled arrival -> answer (also for refusals)
     path: str = ""
     correct: int = 0  # predictions matching the labels
@@ -87,26 +110,35 @@ class Record:
     server_ms: float = 0.0  # the server's own arrival -> answer time
     queue_ms: float = 0.0  # the server's arrival -> batch start
     compute_ms: float = 0.0  # the batch's model time
+    error: str = ""  # why a query got no usable answer: timeout, connection, bad_answer
 
 
-async def send(
-    pool: ConnectionPool, path: str, q: Query, scheduled: float, timeout_s: float
-) -> Record:
+async def send(session: aiohttp.ClientSession, url: str, q: Query, scheduled: float) -> Record:
+    """POST one query to `url`; every outcome is a Record (a miss, never a crash)."""
     loop = asyncio.get_running_loop()
     late = (loop.time() - scheduled) * 1e3
     try:
-        status, data = await pool.post(path, q.body, timeout_s)
-    except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
-        # timeout, refused connection, reset: a miss, not a crash
-        return Record(q.size, 0, (loop.time() - scheduled) * 1e3, late_start_ms=late)
+        async with session.post(url, data=q.body, headers=JSON_HEADERS) as resp:
+            status, data = resp.status, await resp.read()
+    except TimeoutError:
+        return Record(q.size, 0, (loop.time() - scheduled) * 1e3, late_start_ms=late,
+                      error="timeout")  # fmt: skip
+    except (aiohttp.ClientError, OSError):  # refused, reset, closed mid-answer
+        return Record(q.size, 0, (loop.time() - scheduled) * 1e3, late_start_ms=late,
+                      error="connection")  # fmt: skip
     latency = (loop.time() - scheduled) * 1e3
     if status != 200:
         return Record(q.size, status, latency, late_start_ms=late)
-    answer = json.loads(data)
-    preds = np.asarray(answer["predictions"]) >= 0.5
-    correct = int((preds == (q.labels >= 0.5)).sum())
-    return Record(q.size, 200, latency, answer["path"], correct, late, answer["latency_ms"],
-                  answer["queue_ms"], answer["compute_ms"])  # fmt: skip
+    try:
+        answer = json.loads(data)
+        preds = np.asarray(answer["predictions"], dtype=np.float64) >= 0.5
+        if preds.shape != q.labels.shape:
+            raise ValueError("wrong number of predictions")
+        correct = int((preds == (q.labels >= 0.5)).sum())
+        return Record(q.size, 200, latency, answer["path"], correct, late, answer["latency_ms"],
+                      answer["queue_ms"], answer["compute_ms"])  # fmt: skip
+    except (ValueError, KeyError, TypeError):  # a 200 whose body is not a hotrec answer
+        return Record(q.size, 0, latency, late_start_ms=late, error="bad_answer")
 
 
 async def run_rate(
@@ -119,9 +151,8 @@ async def run_rate(
     times = np.cumsum(gaps)
     times = times[times < duration_s]
     loop = asyncio.get_running_loop()
-    pool = ConnectionPool(url)
-    path = split_url(url)[2]
-    try:
+    split_url(url)
+    async with open_session(timeout_s) as session:
         start = loop.time()
         tasks = []
         for i, t in enumerate(times.tolist()):
@@ -129,13 +160,11 @@ async def run_rate(
             if delay > 0:
                 await asyncio.sleep(delay)
             q = queries[i % len(queries)]
-            tasks.append(asyncio.create_task(send(pool, path, q, start + t, timeout_s)))
+            tasks.append(asyncio.create_task(send(session, url, q, start + t)))
             if on_sent is not None:
                 on_sent()
         records = await asyncio.gather(*tasks)
         wall = loop.time() - start
-    finally:
-        await pool.close()
     return list(records), max(wall, duration_s)
 
 
@@ -154,6 +183,11 @@ def summarize(
     mix: dict[str, int] = {}
     for r in ok:
         mix[r.path] = mix.get(r.path, 0) + 1
+    errors: dict[str, int] = {}
+    for r in records:
+        if r.status not in (200, 503):
+            kind = r.error or f"http_{r.status}"
+            errors[kind] = errors.get(kind, 0) + 1
 
     def pct(q: float) -> float:
         return float(np.percentile(lat, q)) if len(lat) else float("nan")
@@ -164,6 +198,7 @@ def summarize(
         "answered": len(ok),
         "rejected": sum(r.status == 503 for r in records),
         "failed": sum(r.status not in (200, 503) for r in records),
+        "failures": dict(sorted(errors.items())),  # kind -> count (http_4xx/5xx, timeout, ...)
         "wall_s": wall_s,
         "p50_ms": pct(50),
         "p95_ms": pct(95),

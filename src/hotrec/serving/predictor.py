@@ -5,6 +5,11 @@ table ids) or as raw Criteo fields mapped through the artifact's vocabularies (r
 Prepared ids outside a table's range [0, rows) are refused with a ValueError naming the
 first one (the server answers 422): such an id comes from another vocabulary, and silently
 reading row 0 would hide that. Raw values never fail that way: unknown ones become id 0.
+
+MP-Cache: for representations with a deep hash part (dhe, hybrid), `load(mp_cache=N)` caches
+the decoder outputs of the N most popular ids of every feature, counted on a sample of the
+artifact's training split (the popularity profiler's counts), so those lookups skip the
+decoder; the answers are exactly the decoder's (embeddings/mp_cache.py).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ class Predictor:
         )
         self._rows = np.array(first.schema.table_rows, dtype=np.int64)
         self.remote = None  # an object whose predict() runs the models elsewhere (workers.py)
+        self.mp_cache: dict[str, int] = {}  # representation -> ids in its MP-Cache
 
     @classmethod
     def load(
@@ -49,16 +55,50 @@ class Predictor:
         devices: list[str] | tuple[str, ...] = ("cpu",),
         max_batch: int = 4096,
         models: bool = True,
+        mp_cache: int = 0,
     ) -> Predictor:
         """Load the artifact's models (all, or `representations`) once per device; with
         models=False only what checks inputs and describes the paths (schema, metrics,
-        vocabularies), for a front end whose models run in worker processes."""
+        vocabularies), for a front end whose models run in worker processes. mp_cache: ids
+        per feature whose deep-hash outputs are cached (0 = none)."""
         if models:
             artifacts = {d: load_artifact(path, representations, d) for d in devices}
-            return cls(artifacts, max_batch)
+            predictor = cls(artifacts, max_batch)
+            if mp_cache > 0:
+                predictor.build_mp_cache(mp_cache)
+            return predictor
         art = load_artifact(path, [], "cpu")  # no models: schema, vocabularies, meta
         art.entries = manifest_entries(path, representations)
         return cls({d: art for d in devices}, max_batch)
+
+    def build_mp_cache(self, per_feature: int) -> dict[str, int]:
+        """Cache the `per_feature` most popular ids of each feature in every model with a
+        deep hash part; {representation: cached ids}. Needs the artifact's dataset."""
+        hashed = [
+            n for n, e in self.entries.items() if e.model_config.embedding in ("dhe", "hybrid")
+        ]
+        if not hashed:
+            return {}
+        popular = popular_ids(self.dataset, self.schema, per_feature)
+        out = {}
+        for art in self.artifacts.values():
+            for name in hashed:
+                cache = art.entries[name].model.embeddings.build_cache(popular)
+                out[name] = cache.stats()["cached_ids"] if cache is not None else 0
+        self.mp_cache = out
+        return out
+
+    def cache_stats(self) -> dict[str, dict]:
+        """Per path with an MP-Cache: cached ids, lookups, hits and hit rate so far."""
+        out = {}
+        for device, art in self.artifacts.items():
+            for name, e in art.entries.items():
+                emb = getattr(e.model, "embeddings", None)
+                dhe = getattr(emb, "dhe", emb)  # hybrid holds its DHE part as .dhe
+                stats = dhe.cache_stats() if hasattr(dhe, "cache_stats") else {}
+                if stats:
+                    out[f"{name}@{device}"] = stats
+        return out
 
     @property
     def dataset(self) -> str | None:
@@ -122,6 +162,29 @@ class Predictor:
         d = torch.from_numpy(np.ascontiguousarray(dense)).to(path.device)  # [B, F_d]
         s = torch.from_numpy(np.ascontiguousarray(sparse)).to(path.device)  # [B, T]
         return torch.sigmoid(model(d, s)).float().cpu().numpy()  # [B]
+
+
+def popular_ids(dataset: str | None, schema: Schema, per_feature: int) -> list[np.ndarray]:
+    """The `per_feature` most-looked-up ids of every table, counted on a 5% block sample of
+    the training split of `dataset` (which must have the artifact's schema)."""
+    from hotrec.data.format import open_dataset
+    from hotrec.embeddings.mp_cache import popular_ids_from_counts
+    from hotrec.placement.popularity import PopularityProfiler
+
+    if dataset is None or not (Path(dataset) / "meta.json").is_file():
+        raise HotrecError(
+            f"MP-Cache counts popular ids on the artifact's dataset, which is not here "
+            f"({dataset}); pass --mp-cache 0 to serve without it"
+        )
+    ds = open_dataset(Path(dataset))
+    if ds.schema != schema or not ds.has_split("train"):
+        raise HotrecError(f"{dataset} has not the artifact's schema or no training split")
+    profiler = PopularityProfiler(sample_fraction=0.05).fit(
+        ds.split("train").sparse, schema.table_rows
+    )
+    return popular_ids_from_counts(
+        profiler.counts_, profiler.table_offsets_, profiler.table_rows_, per_feature
+    )
 
 
 def manifest_entries(path: Path, representations: list[str] | None) -> dict[str, Entry]:

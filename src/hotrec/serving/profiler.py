@@ -2,8 +2,10 @@
 
 For every path and batch size the profiler runs the predictor on inputs drawn from a
 dataset split (or random valid ids when none is given): a few warm-up calls, then up to
-`repeats` timed calls (fewer when one point would take more than `max_seconds`), keeping
-the median, p95 and p99. Each path's expected accuracy and AUC are the representation's
+`repeats` timed calls (fewer, but at least MIN_TIMED, when one point would take more than
+`max_seconds`), keeping the median, p95 and p99. Execution time cannot fall as a batch
+grows, so each quantile's curve is made non-decreasing in batch size (a running maximum);
+otherwise one noisy small point would make a larger batch look cheaper. Each path's expected accuracy and AUC are the representation's
 validation metrics recorded in the artifact.
 """
 
@@ -20,6 +22,7 @@ from hotrec.serving.predictor import Predictor
 from hotrec.serving.profile import PathProfile, Profile
 
 DEFAULT_BATCH_SIZES = tuple(2**i for i in range(13))  # 1 .. 4096
+MIN_TIMED = 5  # timed calls per point even past the point's time budget
 
 
 def random_inputs(schema, rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +90,8 @@ class LatencyProfiler:
                         latency[q].append(v)
                     info = f"{path.name} batch {b}: median {latency['median'][-1]:.2f} ms"
                     progress.update(task, advance=1, info=info)
-                measured[path.name] = PathProfile(path, accuracy, auc, usable, latency)
+                monotone = {q: np.maximum.accumulate(v).tolist() for q, v in latency.items()}
+                measured[path.name] = PathProfile(path, accuracy, auc, usable, monotone)
         meta = {
             "artifact": str(predictor.source),
             "repeats": self.repeats,
@@ -108,7 +112,7 @@ class LatencyProfiler:
             t = time.perf_counter()
             predictor.predict(path, dense, sparse)
             times.append((time.perf_counter() - t) * 1e3)
-            if time.perf_counter() - start > self.max_seconds and len(times) >= 3:
+            if time.perf_counter() - start > self.max_seconds and len(times) >= MIN_TIMED:
                 break
         return times
 

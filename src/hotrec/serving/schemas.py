@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 
 class PredictRequest(BaseModel):
@@ -14,7 +14,7 @@ class PredictRequest(BaseModel):
     dense: list[list[float]] | None = Field(
         None, description="[items, dense features]: prepared values, already log(1 + x)"
     )
-    sparse: list[list[int]] | None = Field(
+    sparse: list[list[StrictInt]] | None = Field(
         None, description="[items, tables]: per-table ids, 0 = missing/rare, < table rows"
     )
     raw: list[list[str | int | float | None]] | None = Field(

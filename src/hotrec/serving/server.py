@@ -2,12 +2,17 @@
 batcher. All decisions live in the policy, all queueing in the batcher.
 
   POST /predict   one query -> its predictions (200); 413 over --max-items items (or body
-                  bytes); 422 malformed JSON, wrong feature counts, ids out of range; 503 +
-                  Retry-After when the queue is full or the server is shutting down
+                  bytes, counted also for chunked bodies); 422 malformed JSON, wrong feature
+                  counts, ids out of range; 503 + Retry-After (seconds until the queue is
+                  predicted to drain) when the queue is full or the query would miss the target
   GET  /healthz   liveness and queue depth
   GET  /info      paths with their accuracy, policy, target, schema, dataset
   GET  /metrics   Prometheus text
   /openapi.json   the schema of all of it
+
+Shutdown (SIGINT/SIGTERM): uvicorn stops accepting connections and waits (up to 30 s) for
+the requests in flight, whose queries the batcher keeps computing; then the lifespan's
+`batcher.stop()` answers anything still queued. No accepted query goes unanswered.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ def create_app(
     async def lifespan(app: FastAPI):
         await batcher.start()
         yield
-        await batcher.stop()  # uvicorn has stopped accepting; answer what was accepted
+        await batcher.stop()  # uvicorn has stopped accepting; answer anything still queued
 
     app = FastAPI(
         title="hotrec MP-Rec serving",
@@ -153,10 +158,11 @@ def create_app(
 
 
 class PredictGuard:
-    """ASGI middleware for POST /predict: stamps the arrival time, refuses (unread) bodies
-    over max_body bytes with 413, and with 503 requests beyond max_inflight or when a query
-    of the usual size would miss the target (the batcher's admission control); counts
-    answers by status. Refusing before the body is read keeps an overloaded server cheap."""
+    """ASGI middleware for POST /predict: stamps the arrival time, refuses bodies over
+    max_body bytes with 413 (unread when Content-Length says so; a chunked body is read up to
+    the limit), and with 503 requests beyond max_inflight or when the queue alone would make
+    even a one-item query miss the target (the batcher's admission control); counts answers
+    by status. Refusing before the body is parsed keeps an overloaded server cheap."""
 
     def __init__(
         self, app, max_body: int, max_inflight: int, batcher: Batcher, metrics: ServingMetrics
@@ -173,6 +179,12 @@ class PredictGuard:
         if length is not None and length.isdigit() and int(length) > self.max_body:
             detail = f"request body of {int(length):,} bytes; at most {self.max_body:,}"
             return await self._refuse(413, detail, {}, scope, receive, send)
+        if length is None:  # chunked: count the bytes as they come, stop at the limit
+            body = await read_limited(receive, self.max_body)
+            if body is None:
+                detail = f"request body over {self.max_body:,} bytes"
+                return await self._refuse(413, detail, {}, scope, receive, send)
+            receive = replay(body, receive)
         reason = None
         if self.inflight >= self.max_inflight:
             reason = "too many in flight"
@@ -181,7 +193,8 @@ class PredictGuard:
         if reason is not None:
             self.metrics.rejected.labels(reason).inc()
             detail = f"overloaded: {reason} ({self.inflight} requests in flight)"
-            return await self._refuse(503, detail, {"Retry-After": "1"}, scope, receive, send)
+            retry = {"Retry-After": str(self.batcher.retry_after_s())}
+            return await self._refuse(503, detail, retry, scope, receive, send)
         self.inflight += 1
         try:
             await self._forward(scope, receive, send)
@@ -207,6 +220,36 @@ class PredictGuard:
             self.metrics.requests.labels(str(status["code"])).inc()
 
 
+async def read_limited(receive, limit: int) -> bytes | None:
+    """The whole request body, or None as soon as it passes `limit` bytes."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replay(body: bytes, receive):
+    """An ASGI receive that hands `body` over once, then defers to the real one."""
+    sent = False
+
+    async def again():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return again
+
+
 def first_error(exc: RequestValidationError | ValidationError) -> str:
     """The first validation error as one line: 'body.dense.0.2: Input should be a number'."""
     errs = exc.errors()
@@ -215,7 +258,7 @@ def first_error(exc: RequestValidationError | ValidationError) -> str:
     e = errs[0]
     if e.get("type") == "json_invalid":
         return f"the body is not valid JSON ({(e.get('ctx') or {}).get('error', 'decode error')})"
-    where = ".".join(str(x) for x in e.get("loc", ()))
+    where = ".".join(str(x) for x in e.get("loc", ())) or "body"
     more = f" (and {len(errs) - 1} more errors)" if len(errs) > 1 else ""
     return f"{where}: {e.get('msg', 'invalid')}{more}"
 
@@ -241,6 +284,7 @@ def server_info(
         "dense_features": schema.num_dense,
         "tables": [{"name": t.name, "rows": t.rows} for t in schema.tables],
         "raw_fields": predictor.raw_mapper is not None,
+        "mp_cache": predictor.mp_cache,  # representation -> ids whose DHE outputs are cached
         "artifact": str(predictor.source),
         "dataset": predictor.dataset,
     }

@@ -26,7 +26,9 @@ from hotrec.serving.predictor import Predictor
 START_TIMEOUT_S = 300.0
 
 
-def _worker_main(conn, path: str, representations, device: str, max_batch: int, threads: int):
+def _worker_main(
+    conn, path: str, representations, device: str, max_batch: int, threads: int, mp_cache: int
+):
     """Load the models on `device`, then answer (path name, dense, sparse) until None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the front end decides when to stop
     import torch
@@ -34,11 +36,11 @@ def _worker_main(conn, path: str, representations, device: str, max_batch: int, 
     if threads:
         torch.set_num_threads(threads)
     try:
-        predictor = Predictor.load(Path(path), representations, [device], max_batch)
+        predictor = Predictor.load(Path(path), representations, [device], max_batch, True, mp_cache)
     except Exception as e:  # reported to the front end as one line
-        conn.send(("error", f"{type(e).__name__}: {e}"))
+        conn.send(("error", str(e) if isinstance(e, HotrecError) else f"{type(e).__name__}: {e}"))
         return
-    conn.send(("ready", None))
+    conn.send(("ready", predictor.mp_cache))
     while True:
         try:
             message = conn.recv()
@@ -58,10 +60,12 @@ class WorkerPool:
 
     def __init__(
         self, artifact: Path, representations: list[str] | None, devices: list[str],
-        max_batch: int = 4096, threads: int = 0,
+        max_batch: int = 4096, threads: int = 0, mp_cache: int = 0,
     ) -> None:  # fmt: skip
         self.artifact, self.representations = Path(artifact), representations
         self.devices, self.max_batch, self.threads = devices, max_batch, threads
+        self.mp_cache = mp_cache  # ids per feature in each deep-hash model's MP-Cache
+        self.cached: dict[str, int] = {}  # representation -> cached ids (from the workers)
         self.conns: dict[str, object] = {}
         self.procs: dict[str, mp.Process] = {}
         self.locks = {d: threading.Lock() for d in devices}
@@ -72,7 +76,7 @@ class WorkerPool:
         for d in self.devices:
             ours, theirs = ctx.Pipe()
             args = (theirs, str(self.artifact), self.representations, d, self.max_batch,
-                    self.threads)  # fmt: skip
+                    self.threads, self.mp_cache)  # fmt: skip
             proc = ctx.Process(target=_worker_main, args=args, name=f"hotrec-{d}", daemon=True)
             proc.start()
             theirs.close()
@@ -85,11 +89,13 @@ class WorkerPool:
             if kind != "ready":
                 self.close()
                 raise HotrecError(f"the {d} worker cannot load the artifact: {detail}")
+            self.cached = detail
         return self
 
     def attach(self, predictor: Predictor) -> Predictor:
         """Make predictor.predict run here."""
         predictor.remote = self
+        predictor.mp_cache = dict(self.cached)
         return predictor
 
     def predict(self, path: ServingPath, dense: np.ndarray, sparse: np.ndarray) -> np.ndarray:

@@ -6,9 +6,10 @@ several devices) the one that finishes first wins. A path qualifies when
 
   * the oldest query of the batch completes within the target: start (when the path's
     device is free) + profiled execution time of the batch - the query's arrival, and
-  * (look-ahead) the queries left waiting, plus those expected to arrive while this batch
-    runs (`load` items/ms x its execution time), can still make their target on the fastest
-    path once it is done, so that one slow batch does not sink the ones behind it; and
+  * (look-ahead) the next batch after it can still be on time: the queries left waiting,
+    plus those expected to arrive while this batch runs (`load` items/ms x its execution
+    time), up to one batch limit, finish within the oldest one's target on some path once
+    this batch is done; so one slow batch does not sink the ones right behind it; and
   * (headroom) the device could sustain the current load on this path: load x its time
     per item at this batch size <= `max_utilization` (each device's cheapest path is exempt;
     with several devices the whole load is counted against each, a conservative bound).
