@@ -132,3 +132,26 @@ def test_training_with_duplicate_ids_gives_the_plain_outputs_and_gradients():
     torch.testing.assert_close(deduped, plain, atol=1e-6, rtol=0)
     for a, b in zip(dedup_grads, plain_grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_the_prime_rises_above_the_largest_table_so_ids_never_share_codes():
+    from hotrec.config import ModelConfig, OptimConfig
+    from hotrec.embeddings.deep_hash import is_prime, prime_for
+    from hotrec.models.representations import build_embeddings
+    from hotrec.types import Schema, TableSpec
+
+    assert prime_for(1_000_003, 999_999) == 1_000_003  # the configured prime when it suffices
+    assert prime_for(1009, 5000) == 5003 and is_prime(5003)
+    assert [n for n in range(20) if is_prime(n)] == [2, 3, 5, 7, 11, 13, 17, 19]
+    schema = Schema(("I1",), (TableSpec("small", 10), TableSpec("big", 5000)))
+    model = ModelConfig(embedding="dhe", embedding_dim=4, bottom_mlp=(4,), top_mlp=(1,),
+                        dhe_hashes=8, dhe_buckets=1000, dhe_prime=1009)  # fmt: skip
+    dhe = build_embeddings(schema, model, OptimConfig(), torch.Generator().manual_seed(0))
+    assert dhe.prime == 5003
+    codes = dhe.hash_codes(torch.tensor([[1, 7], [1, 7 + 1009]]))  # x and x + the configured p
+    assert not torch.equal(codes[0, 1], codes[1, 1])
+
+
+def test_a_composite_prime_is_refused():
+    with pytest.raises(HotrecError, match="not a prime"):
+        small_dhe(prime=1001)  # 7 x 11 x 13

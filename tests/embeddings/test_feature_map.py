@@ -54,3 +54,10 @@ def test_bad_map_files_are_one_line_errors(tmp_path, content, message):
 def test_bad_map_strings_are_one_line_errors(spec, message):
     with pytest.raises(HotrecError, match=message):
         resolve_feature_map(spec, NAMES, ROWS)
+
+
+def test_a_map_file_that_is_not_text_is_a_one_line_error(tmp_path):
+    path = tmp_path / "map.toml"
+    path.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(HotrecError, match="is not valid"):
+        resolve_feature_map(str(path), ["a"], [10])

@@ -83,6 +83,7 @@ def test_cost_is_the_sum_of_both_parts():
         "num_features": 3,
         "param_bytes": 538 * 8 * 4,
         "flops_per_sample": 0,
+        "flops_per_lookup": 0,
     }
 
 

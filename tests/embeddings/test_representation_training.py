@@ -47,6 +47,16 @@ def test_short_training_beats_a_constant_predictor(tmp_path, toy_dataset, case):
     assert result["steps"] == 18  # 2 epochs of 9 batches
     assert result["val"]["logloss"] < constant_logloss(toy_dataset)
     assert result["val"]["auc"] > 0.6
+    # the ids carry most of the signal: beat the best the dense feature alone can rank
+    assert result["val"]["auc"] > dense_only_auc(toy_dataset) + 0.05
+
+
+def dense_only_auc(data) -> float:
+    """Validation AUC of ranking by the one dense value the toy label depends on."""
+    from sklearn.metrics import roc_auc_score
+
+    val = open_dataset(data).split("val")
+    return float(roc_auc_score(np.asarray(val.label), np.asarray(val.dense[:, 0])))
 
 
 def test_cli_trains_dhe(tmp_path, toy_dataset):
@@ -74,3 +84,33 @@ def test_cli_bad_embedding_map_is_a_one_line_error(tmp_path, toy_dataset, capsys
     assert main([*argv, "--embedding", "hybrid", "--embedding-map", "dhe_min_rows=x"]) == 2
     err = capsys.readouterr().err.strip()
     assert "dhe_min_rows" in err and "\n" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--embedding", "table", "--embedding-map", "dhe_min_rows=50"], "takes none"),
+        (["--representations", "table,dhe", "--embedding", "dhe"], "drop --embedding"),
+    ],
+)
+def test_cli_refuses_options_it_would_ignore(tmp_path, toy_dataset, capsys, extra, message):
+    argv = [
+        "train",
+        "--data",
+        str(toy_dataset),
+        "--preset",
+        "tiny",
+        "--run-dir",
+        str(tmp_path / "r"),
+    ]
+    assert main([*argv, *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_result_reports_size_flops_and_lookup_latency(tmp_path, toy_dataset):
+    overrides = [f"data.path='{toy_dataset}'", "train.max_steps=2", *CASES["hybrid"]]
+    emb = start_run(load_config("tiny", overrides), tmp_path / "h").fit()["embedding"]
+    assert emb["name"] == "hybrid" and emb["num_features"] == 8  # both vectors of 4 features
+    assert emb["flops_per_lookup"] == emb["flops_per_sample"] // 4 > 0
+    assert emb["lookup_ms"] > 0 and emb["lookup_batch"] > 0

@@ -81,6 +81,7 @@ def test_describe_trades_memory_for_flops():
         "num_features": 3,
         "param_bytes": 946 * 8 * 4,
         "flops_per_sample": 0,
+        "flops_per_lookup": 0,
     }
     assert dhe["flops_per_sample"] == 3 * 2 * (16 * 8 + 8 * 8)
     assert qr["param_bytes"] < table["param_bytes"] / 2 and qr["flops_per_sample"] == 3 * 8

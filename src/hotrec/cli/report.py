@@ -63,7 +63,13 @@ def print_results(result: dict, title: str = "results") -> None:
         console.print(
             f"embedding {emb['name']}: {emb['num_features']} feature vectors, "
             f"{emb['param_bytes'] / 2**20:,.2f} MiB of parameters, "
-            f"{emb['flops_per_sample']:,} FLOPs per sample"
+            f"{emb['flops_per_sample']:,} FLOPs per sample ({emb.get('flops_per_lookup', 0):,} "
+            f"per lookup)"
+            + (
+                f"; lookup {emb['lookup_ms']:.3f} ms per batch of {emb['lookup_batch']:,}"
+                if "lookup_ms" in emb
+                else ""
+            )
         )
     placement = result.get("placement")
     if placement:

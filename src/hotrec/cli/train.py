@@ -235,6 +235,11 @@ def run_representations(args: argparse.Namespace, overrides: list[str]) -> int:
     from hotrec.training.multi import parse_representations, saved_config, train_representations
 
     names = parse_representations(args.representations)
+    if args.embedding:
+        raise HotrecError(
+            "--representations names the representations to train; drop --embedding "
+            f"{args.embedding}"
+        )
     if args.resume:
         if overrides or args.data:
             raise HotrecError(

@@ -6,7 +6,9 @@ Box-Muller) and a per-feature decoder MLP k -> hidden... -> D produces the embed
 Memory is the decoder's, whatever the cardinality; compute is the decoder's FLOPs per lookup.
 
 Hashing runs in int64 on every device, so CPU and GPU give the same codes: ids are reduced
-mod p first (x < p < 2^31), so a_i * x < p^2 < 2^62 never overflows.
+mod p first (x < p < 2^31), so a_i * x < p^2 < 2^62 never overflows. Ids x and x + p would
+share all their codes, so p must exceed every feature's cardinality: `prime_for` raises the
+configured p (MP-Rec's 1,000,003 by default) to the next prime above the largest table.
 
 The F decoders run together as batched matrix products over weights [F, in, out], laid out
 feature-major ([F, N, ...]) so no large tensor is transposed. Each distinct (feature, id)
@@ -264,6 +266,29 @@ def _box_muller(u: torch.Tensor) -> torch.Tensor:
     return z.flatten(-2)[..., :k]  # [..., k]
 
 
+def is_prime(n: int) -> bool:
+    """Trial division (n < 2^31: at most ~23,000 odd divisors)."""
+    if n < 2 or n % 2 == 0:
+        return n == 2
+    return all(n % d for d in range(3, math.isqrt(n) + 1, 2))
+
+
+def prime_for(prime: int, max_rows: int) -> int:
+    """The configured prime, or the next prime above `max_rows` when a feature has more rows
+    than it (ids x and x + p would hash alike)."""
+    if max_rows <= prime:
+        return prime
+    p = max_rows + 1
+    while not is_prime(p):
+        p += 1
+    if p >= MAX_PRIME:
+        raise HotrecError(
+            f"dhe: a table of {max_rows:,} rows needs a prime above it, and primes over 2^31 "
+            "overflow int64 hashing; hash the ids into fewer rows first (hotrec prepare --hash-rows)"
+        )
+    return p
+
+
 def _check(buckets: int, prime: int, distribution: str, activation: str) -> None:
     if buckets < 2:
         raise HotrecError(f"dhe buckets must be at least 2, got {buckets}")
@@ -271,6 +296,8 @@ def _check(buckets: int, prime: int, distribution: str, activation: str) -> None
         raise HotrecError(
             f"dhe prime must lie between buckets ({buckets}) and 2^31 (int64 hashing), got {prime}"
         )
+    if not is_prime(prime):
+        raise HotrecError(f"dhe prime {prime} is not a prime (h(x) = ((a x + b) mod p) mod m)")
     if distribution not in DISTRIBUTIONS:
         raise HotrecError(f"dhe distribution must be one of {', '.join(DISTRIBUTIONS)}")
     if activation not in ACTIVATIONS:

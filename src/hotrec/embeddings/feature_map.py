@@ -52,10 +52,10 @@ def _parse_threshold(spec: str) -> int:
 def _read_map_file(path: Path) -> dict:
     if not path.is_file():
         raise HotrecError(f"embedding map file {path} does not exist")
-    text = path.read_text()
     try:
+        text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
         raise HotrecError(f"embedding map file {path} is not valid: {e}") from None
     if not isinstance(data, dict):
         raise HotrecError(f"embedding map file {path} must hold a table {{feature: kind}}")

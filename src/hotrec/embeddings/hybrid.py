@@ -43,6 +43,11 @@ class HybridEmbedding(nn.Module):
     def num_features(self) -> int:
         return len(self.table_columns) + self.dhe_columns.numel()
 
+    @property
+    def num_inputs(self) -> int:
+        """Sparse features read (each yields one or two of the num_features vectors)."""
+        return len(set(self.table_columns) | set(self.dhe_columns.tolist()))
+
     def forward(self, sparse: torch.Tensor) -> torch.Tensor:
         parts = []
         if self.rows is not None:

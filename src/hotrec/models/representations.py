@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from hotrec.config import ModelConfig, OptimConfig
-from hotrec.embeddings.deep_hash import DeepHashEmbedding
+from hotrec.embeddings.deep_hash import DeepHashEmbedding, prime_for
 from hotrec.embeddings.feature_map import resolve_feature_map
 from hotrec.embeddings.hybrid import HybridEmbedding
 from hotrec.embeddings.keys import SelectKeys
@@ -29,6 +29,11 @@ def build_embeddings(
 ) -> nn.Module:
     """sparse [B, T] -> [B, F, D] for the configured representation."""
     columns = list(range(schema.num_tables))
+    if model.embedding_map and model.embedding != "hybrid":
+        raise HotrecError(
+            f"an embedding map chooses table or dhe per feature of the hybrid; "
+            f"--embedding {model.embedding} takes none (use --embedding hybrid)"
+        )
     if model.embedding == "table":
         return build_table(schema.table_rows, columns, model, optim, generator)
     if model.embedding == "qr":
@@ -42,7 +47,7 @@ def build_embeddings(
             generator,
         )
     if model.embedding == "dhe":
-        return build_dhe(len(columns), model, generator)
+        return build_dhe(schema.table_rows, model, generator)
     if model.embedding == "hybrid":
         return build_hybrid(schema, model, optim, generator)
     raise HotrecError(
@@ -67,17 +72,16 @@ def build_table(
     return TableEmbedding(store, offsets, keys)
 
 
-def build_dhe(
-    num_features: int, model: ModelConfig, generator: torch.Generator
-) -> DeepHashEmbedding:
-    """A deep hash embedding over `num_features` columns, its seed drawn from `generator`."""
+def build_dhe(rows: list[int], model: ModelConfig, generator: torch.Generator) -> DeepHashEmbedding:
+    """A deep hash embedding over features of `rows` rows each, its seed drawn from
+    `generator`; its prime is raised above the largest table when needed (deep_hash.py)."""
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     return DeepHashEmbedding(
-        num_features,
+        len(rows),
         model.embedding_dim,
         num_hashes=model.dhe_hashes,
         buckets=model.dhe_buckets,
-        prime=model.dhe_prime,
+        prime=prime_for(model.dhe_prime, max(rows, default=0)),
         hidden=tuple(model.dhe_hidden),
         distribution=model.dhe_distribution,
         activation=model.dhe_activation,
@@ -99,5 +103,6 @@ def build_hybrid(
         if table_columns
         else None
     )
-    dhe = build_dhe(len(dhe_columns), model, generator) if dhe_columns else None
+    dhe_rows = [schema.table_rows[t] for t in dhe_columns]
+    dhe = build_dhe(dhe_rows, model, generator) if dhe_columns else None
     return HybridEmbedding(rows, dhe, table_columns, dhe_columns)

@@ -52,7 +52,9 @@ def train_representations(
     for i, name in enumerate(names):
         sub = run_dir / name
         console.print(f"[bold]representation {i + 1}/{len(names)}: {name}[/] ({sub})")
-        trainer, result = _run_one(replace(cfg, model={"embedding": name}), sub, resume, overwrite)
+        emb_map = cfg.model.embedding_map if name == "hybrid" else ""  # the map is hybrid's
+        one = replace(cfg, model={"embedding": name, "embedding_map": emb_map})
+        trainer, result = _run_one(one, sub, resume, overwrite)
         results[name] = result
         if result["stopped"] == "interrupted":
             return {"representations": results, "artifact": None, "stopped": "interrupted"}

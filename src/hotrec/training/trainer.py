@@ -11,12 +11,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from hotrec.config import RunConfig, config_from_dict
 from hotrec.data.format import Dataset, open_dataset
 from hotrec.data.loader import BatchLoader
-from hotrec.embeddings.describe import describe
+from hotrec.embeddings.describe import describe, lookup_ms
 from hotrec.errors import HotrecError
 from hotrec.models.builders import build_dlrm
 from hotrec.models.dlrm import DLRM
@@ -244,7 +245,7 @@ class Trainer:
             "samples_per_s": round(samples / seconds, 1) if seconds > 0 else 0.0,
             "device": str(self.device),
             "placement": self.schedule.stats(),
-            "embedding": describe(self.model.embeddings),
+            "embedding": self._describe_embedding(),
         }
         if reason != "interrupted":
             result["val"] = self._eval_record("val", 0, log)
@@ -252,6 +253,17 @@ class Trainer:
         result["time_split_s"] = self.timer.split()
         runlog.write_json_atomic(self.run_dir / runlog.RESULT, result)
         return result
+
+    def _describe_embedding(self) -> dict:
+        """The representation's size and FLOPs, and the latency of looking up one batch of
+        training ids (median of 5 inference-mode calls)."""
+        ids = np.asarray(self.dataset.split("train").sparse[: self.cfg.data.batch_size])
+        sparse = torch.from_numpy(ids.astype(np.int64)).to(self.device)  # [B, T]
+        return {
+            **describe(self.model.embeddings),
+            "lookup_ms": round(lookup_ms(self.model.embeddings, sparse), 4),
+            "lookup_batch": len(ids),
+        }
 
     def _train_record(self, loss: float, rate: float) -> dict:
         st = self.state
