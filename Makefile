@@ -38,6 +38,9 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/schedules.py
 	$(BIN)/python benchmarks/slipstream.py
+	$(BIN)/python benchmarks/drift.py
+	$(BIN)/python benchmarks/representations.py
+	$(BIN)/python benchmarks/serving.py
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks

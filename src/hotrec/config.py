@@ -210,10 +210,17 @@ def validate(cfg: RunConfig) -> None:
     m = cfg.model
     if not 0 <= m.dropout < 1:
         raise HotrecError(f"model.dropout must be in [0, 1), got {m.dropout}")
+    if m.interaction in ("attention", "masked_transformer") and m.embedding_dim % m.num_heads:
+        raise HotrecError(
+            f"model.embedding_dim {m.embedding_dim} is not divisible by model.num_heads "
+            f"{m.num_heads} ({m.interaction}: every head needs the same width)"
+        )
     if m.interaction == "masked_transformer" and len(m.mask_thresholds) != m.num_heads:
+        example = ",".join(["0.001"] * m.num_heads)
         raise HotrecError(
             f"model.mask_thresholds needs one tau per head: {m.num_heads} heads, "
-            f"got {list(m.mask_thresholds)}"
+            f"got {list(m.mask_thresholds)}; pass --set model.mask_thresholds=[{example}] "
+            "with one tau per head"
         )
     if any(not 0 <= t < 1 for t in m.mask_thresholds):
         raise HotrecError(

@@ -1,10 +1,13 @@
 """Every interaction: shapes, gradients (F = T and F = 2T), and a short run that learns."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from hotrec.cli.main import main
 from hotrec.config import ModelConfig, OptimConfig, load_config
 from hotrec.data.format import open_dataset
 from hotrec.models.builders import build_dlrm, interaction_options
@@ -68,11 +71,27 @@ def test_options_reach_the_modules():
     cross = make_interaction("cross", T, D, **options)
     assert isinstance(cross, CrossInteraction) and len(cross.layers) == 2
     assert cross.layers[0].down.out_features == 5
-    mt = make_interaction("masked_transformer", T, D, **{**options, "ffn_dim": 7})
+    # Non-default values only, so a module that ignored an option would be caught.
+    mt_options = {
+        **options,
+        "ffn_dim": 7,
+        "num_heads": 4,
+        "mask_thresholds": (0.02, 0.03, 0.04, 0.07),
+        "dropout": 0.3,
+        "layernorm": False,
+    }
+    mt = make_interaction("masked_transformer", T, D, **mt_options)
     assert len(mt.blocks) == 3
     assert mt.blocks[0].ffn[0].out_features == 7
-    assert torch.equal(mt.blocks[0].attention.thresholds, torch.tensor([0.001, 0.005]))
-    assert len(make_interaction("attention", T, D, **options).blocks) == 3
+    assert mt.blocks[0].ffn[1].p == 0.3
+    assert mt.blocks[0].attention.num_heads == 4 and mt.blocks[0].attention.head_dim == D // 4
+    torch.testing.assert_close(
+        mt.blocks[2].attention.thresholds, torch.tensor([0.02, 0.03, 0.04, 0.07])
+    )
+    assert not any(isinstance(m, nn.LayerNorm) for m in mt.modules())
+    attention = make_interaction("attention", T, D, **{**options, "num_heads": 4})
+    assert len(attention.blocks) == 3 and attention.blocks[0].attention.num_heads == 4
+    assert not attention.blocks[0].attention.masked
 
 
 def test_cross_layer_formula():
@@ -143,3 +162,39 @@ def test_short_training_run_beats_a_constant_predictor(tmp_path, toy_dataset, na
     label_entropy = -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate))
     assert result["test"]["logloss"] < label_entropy
     assert result["test"]["auc"] > 0.65  # a constant predictor has 0.5
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--interaction", "attention", "--num-heads", "3"], "not divisible by model.num_heads"),
+        (["--interaction", "masked_transformer", "--num-heads", "3"], "not divisible by"),
+        (
+            ["--interaction", "masked_transformer", "--num-heads", "4"],
+            "pass --set model.mask_thresholds=[",
+        ),
+        (
+            ["--interaction", "masked_transformer", "--set", "model.mask_thresholds=[0.001]"],
+            "needs one tau per head: 2 heads, got [0.001]",
+        ),
+    ],
+)
+def test_cli_reports_bad_head_options_in_one_line(tmp_path, toy_dataset, capsys, flags, message):
+    base = ["train", "--data", str(toy_dataset), "--preset", "tiny"]  # tiny: D = 8
+    assert main(base + ["--run-dir", str(tmp_path / "run"), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run" / "result.json").exists()
+
+
+def test_cli_interaction_flags_reach_the_saved_config(tmp_path, toy_dataset):
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(toy_dataset), "--preset", "tiny", "--run-dir", str(run)]
+    argv += ["--interaction", "masked_transformer", "--no-layernorm", "--max-steps", "2"]
+    argv += ["--set", "model.mask_thresholds=[0.002,0.004]"]
+    assert main(argv) == 0
+    model = json.loads((run / "config.json").read_text())["model"]
+    assert model["interaction"] == "masked_transformer"
+    assert model["layernorm"] is False
+    assert list(model["mask_thresholds"]) == [0.002, 0.004]
+    assert json.loads((run / "result.json").read_text())["stopped"] == "max_steps"

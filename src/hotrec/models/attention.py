@@ -26,13 +26,15 @@ def masked_softmax(scores: torch.Tensor, thresholds: torch.Tensor | None) -> tor
 
     thresholds [H]: keep the pairs whose ordinary probability exceeds the head's tau (and each
     row's largest entry), renormalize over those; None = plain softmax. The keep decision is a
-    constant for autograd: gradients flow through the second softmax only.
+    constant for autograd: gradients flow through the second softmax only. The decision is
+    taken on float32 probabilities against float32 thresholds whatever the dtype of `scores`
+    (bf16 keeps ~3 significant digits, enough to flip P > tau for tau = 0.001 or 0.005).
     """
     if thresholds is None:
         return torch.softmax(scores, dim=-1)
-    with torch.no_grad():
-        probs = torch.softmax(scores, dim=-1)  # [B, H, Q, K]
-        tau = thresholds.to(probs.dtype).view(1, -1, 1, 1)  # [1, H, 1, 1]
+    with torch.no_grad(), torch.autocast(scores.device.type, enabled=False):
+        probs = torch.softmax(scores.float(), dim=-1)  # [B, H, Q, K] float32
+        tau = thresholds.to(device=probs.device, dtype=torch.float32).view(1, -1, 1, 1)
         keep = probs > tau
         keep |= probs == probs.amax(dim=-1, keepdim=True)  # never a fully masked row
     masked = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
