@@ -3,8 +3,9 @@
 Trains one model per representation (table, dhe, hybrid, qr) with `hotrec train
 --representations` on a synthetic criteo-kaggle-profile dataset (and on a prepared MovieLens
 dataset when --movielens is given), then measures each model's inference latency per batch
-size (the embedding lookup alone and the whole model), interleaving representations so that
-machine noise hits them alike. Writes representations_<device>.json and a PNG of AUC against
+size (the embedding lookup alone and the whole model; for dhe and hybrid also with MP-Cache,
+the decoder outputs of the 4,096 most popular training ids per feature cached), interleaving
+representations so that machine noise hits them alike. Writes representations_<device>.json and a PNG of AUC against
 memory; the run directory keeps the artifact for the serving benchmark.
 """
 
@@ -23,6 +24,7 @@ from hotrec.config import load_config
 from hotrec.data.format import open_dataset
 from hotrec.embeddings.describe import describe
 from hotrec.models.artifact import load_artifact
+from hotrec.serving.predictor import popular_ids
 from hotrec.training.multi import train_representations
 
 BATCH_SIZES = (1, 4, 16, 64, 256, 1024, 4096)
@@ -52,26 +54,44 @@ def train(args: argparse.Namespace, data: Path, tag: str) -> dict:
             "train_samples_per_s": res["samples_per_s"],
             "train_wall_s": res["wall_s"],
         }
-    latency = measure_latency(art, open_dataset(data), args)
+    dataset = open_dataset(data)
+    latency = measure_latency(art, dataset, args)
     for name in reps:
         reps[name]["latency_ms"] = latency[name]
-    return {"artifact": out["artifact"], "representations": reps}
+    popular = popular_ids(str(data), art.schema, args.mp_cache)
+    for name, model in art.models.items():  # MP-Cache: the same models, popular ids cached
+        cache = (
+            model.embeddings.build_cache(popular)
+            if hasattr(model.embeddings, "build_cache")
+            else None
+        )
+        if cache is None:
+            continue
+        cached = measure_latency(art, dataset, args, only=name)[name]
+        for b, t in cached.items():
+            reps[name]["latency_ms"][b]["embedding_mp_cache"] = t["embedding"]
+            reps[name]["latency_ms"][b]["model_mp_cache"] = t["model"]
+        reps[name]["mp_cache"] = {"per_feature": args.mp_cache, **cache.stats()}
+    rows = list(art.schema.table_rows)
+    return {"artifact": out["artifact"], "table_rows": rows, "representations": reps}
 
 
 @torch.no_grad()
-def measure_latency(art, dataset, args: argparse.Namespace) -> dict:
-    """Median ms per call over --repeats, per batch size: embeddings alone and whole model."""
+def measure_latency(art, dataset, args: argparse.Namespace, only: str | None = None) -> dict:
+    """Median ms per call over --repeats, per batch size: embeddings alone and whole model
+    (of every model, or of `only`)."""
     split = dataset.split("test")
     n = min(max(BATCH_SIZES), len(split))
     dense = torch.from_numpy(np.array(split.dense[:n])).to(args.device)
     sparse = torch.from_numpy(np.asarray(split.sparse[:n]).astype(np.int64)).to(args.device)
-    times: dict = {name: {} for name in art.models}
+    models = {k: m for k, m in art.models.items() if only is None or k == only}
+    times: dict = {name: {} for name in models}
     for b in BATCH_SIZES:
         if b > n:
             continue
-        samples: dict = {name: ([], []) for name in art.models}
+        samples: dict = {name: ([], []) for name in models}
         for _ in range(args.repeats):
-            for name, model in art.models.items():  # interleaved
+            for name, model in models.items():  # interleaved
                 emb_ms, full_ms = samples[name]
                 d, s = dense[:b], sparse[:b]
                 emb_ms.append(_time(lambda m=model, s=s: m.embeddings(s), args.device))
@@ -94,26 +114,57 @@ def _time(fn, device: str) -> float:
     return (time.perf_counter() - t) * 1000
 
 
-def targets(reps: dict) -> dict:
-    """The issue's targets, evaluated on what was measured."""
+HIGH_CARDINALITY = 100_000  # rows from which a table counts as high-cardinality
+CONVERGED_GAP = 0.01  # a larger AUC gap between representations flags an under-trained one
+
+
+def targets(reps: dict, table_rows: list[int]) -> dict:
+    """The issue's targets, evaluated on what was measured.
+
+    DHE's memory is compared per feature: a table of n rows costs n x D x 4 bytes, a DHE
+    feature its decoder and hash coefficients (the DHE's bytes / F); the ratio is reported
+    for the high-cardinality tables (>= HIGH_CARDINALITY rows) and for all tables together.
+    The AUC targets are one-sided as the issue states them; an AUC gap over CONVERGED_GAP in
+    either direction is flagged, since it says more about one model being under-trained at
+    this data size than about the representations' trade-off."""
     out = {}
     if "table" in reps and "dhe" in reps:
         t, d = reps["table"], reps["dhe"]
-        ratio = t["embedding"]["param_bytes"] / d["embedding"]["param_bytes"]
+        per_row = t["embedding"]["param_bytes"] / sum(table_rows)  # D x 4 bytes
+        per_dhe_feature = d["embedding"]["param_bytes"] / len(table_rows)
+        high = [n for n in table_rows if n >= HIGH_CARDINALITY]
+        ratios = [n * per_row / per_dhe_feature for n in high]
         gap = d["test"]["auc"] - t["test"]["auc"]
         out["dhe_vs_table"] = {
-            "memory_ratio": round(ratio, 1),
+            "memory_ratio_all_tables": round(
+                t["embedding"]["param_bytes"] / d["embedding"]["param_bytes"], 1
+            ),
+            "high_cardinality_tables": len(high),
+            "memory_ratio_high_cardinality_min": round(min(ratios), 1) if ratios else None,
+            "memory_ratio_high_cardinality_total": round(
+                sum(high) * per_row / (len(high) * per_dhe_feature), 1
+            )
+            if high
+            else None,
             "test_auc_delta": round(gap, 5),
-            "met": bool(ratio >= 10 and gap >= -0.002),
-            "target": "DHE within 0.002 AUC of table at >= 10x less memory",
+            "met": bool(ratios and min(ratios) >= 10 and gap >= -0.002),
+            "gap_over_0.01": bool(abs(gap) > CONVERGED_GAP),
+            "target": "DHE within 0.002 AUC of table at >= 10x less memory on high-cardinality tables",
         }
     if "table" in reps and "hybrid" in reps:
         gap = reps["hybrid"]["test"]["auc"] - reps["table"]["test"]["auc"]
         out["hybrid_vs_table"] = {
             "test_auc_delta": round(gap, 5),
             "met": bool(gap >= 0.002),
+            "gap_over_0.01": bool(abs(gap) > CONVERGED_GAP),
             "target": "hybrid >= table + 0.002 AUC",
         }
+        if "dhe" in reps:
+            dgap = reps["hybrid"]["test"]["auc"] - reps["dhe"]["test"]["auc"]
+            out["hybrid_vs_dhe"] = {
+                "test_auc_delta": round(dgap, 5),
+                "note": "the hybrid against the better of its two parts",
+            }
     return out
 
 
@@ -126,7 +177,9 @@ def run(args: argparse.Namespace) -> dict:
     results = {}
     for tag, data in datasets.items():
         results[tag] = train(args, Path(data), tag)
-        results[tag]["targets"] = targets(results[tag]["representations"])
+        results[tag]["targets"] = targets(
+            results[tag]["representations"], results[tag]["table_rows"]
+        )
     if not args.movielens:
         results["movielens"] = {
             "not_run": "no MovieLens files on this machine and nothing may be downloaded; "
@@ -143,6 +196,7 @@ def run(args: argparse.Namespace) -> dict:
             "epochs": args.epochs,
             "device": args.device,
             "repeats": args.repeats,
+            "mp_cache_per_feature": args.mp_cache,
             "preset": "criteo-kaggle",
             "overrides": list(args.set),
         },
@@ -201,6 +255,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--repeats", type=int, default=7, help="latency repeats per batch size")
     p.add_argument("--movielens", type=Path, help="a prepared MovieLens dataset directory")
+    p.add_argument("--mp-cache", type=int, default=4096, help="MP-Cache ids per feature (4096)")
     p.add_argument("--set", action="append", default=[], help="extra config override")
     args = p.parse_args()
     result = run(args)

@@ -9,6 +9,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+from hotrec.cli.serve_profile import add_model_options
 from hotrec.errors import HotrecError
 
 
@@ -55,12 +56,7 @@ def add_parser(sub) -> None:
         "--no-admission", action="store_true",
         help="accept every query the queue has room for, even one predicted to miss the target",
     )  # fmt: skip
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
-    p.add_argument(
-        "--mp-cache", type=int, default=4096, metavar="N",
-        help="dhe/hybrid: cache the decoder outputs of the N most popular ids of each feature, "
-        "counted on the artifact's training data (MP-Cache; exact); 0 = off (4096)",
-    )  # fmt: skip
+    add_model_options(p)
     p.add_argument(
         "--inline", action="store_true",
         help="run the models in the server process instead of one worker process per device",

@@ -37,17 +37,23 @@ def add_parser(sub) -> None:
     p.add_argument("--max-seconds", type=float, default=2.0, help="time budget per point (2)")
     p.add_argument("--data", type=Path, default=None, help="dataset to draw inputs from")
     p.add_argument("--split", default="val", help="split of --data (val)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
-    p.add_argument(
-        "--mp-cache", type=int, default=4096, metavar="N",
-        help="dhe/hybrid: cache the decoder outputs of the N most popular ids of each feature, "
-        "counted on the artifact's training data (MP-Cache; exact); 0 = off (4096)",
-    )  # fmt: skip
+    add_model_options(p)
     p.add_argument(
         "--inline", action="store_true",
         help="time the models in this process (for `hotrec serve --inline`)",
     )  # fmt: skip
     p.set_defaults(run=run)
+
+
+def add_model_options(p) -> None:
+    """The options of how the models run, shared with `hotrec serve`."""
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument(
+        "--mp-cache", type=int, default=4096, metavar="N",
+        help="dhe/hybrid: cache the decoder outputs of the N most popular ids of each feature, "
+        "counted on the artifact's training data (MP-Cache: the decoder's own outputs); "
+        "0 = off (4096)",
+    )  # fmt: skip
 
 
 def parse_sizes(text: str) -> tuple[int, ...]:

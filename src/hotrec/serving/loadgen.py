@@ -8,9 +8,9 @@ and latency runs from the scheduled arrival, so a slow client or server cannot h
 
 Per offered rate it reports p50/p95/p99 latency (answered queries), the share of sent
 queries answered within the target, throughput, accuracy against the labels, the path mix,
-and correct predictions per second: over the queries answered within the target, the
-number of correct predictions (threshold 0.5, from the labels) per second of the run;
-`expected_correct_per_s` uses each path's validation accuracy instead of the labels.
+and correct predictions per second over the queries answered within the target, two ways:
+`expected_correct_per_s` (MP-Rec's metric: query size x the answering path's validation
+accuracy) and `correct_per_s` (predictions that match the labels, threshold 0.5).
 """
 
 from __future__ import annotations
