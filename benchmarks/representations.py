@@ -23,8 +23,7 @@ from common import command_line, kaggle_like_dataset, machine, save, training_ar
 from hotrec.config import load_config
 from hotrec.data.format import open_dataset
 from hotrec.embeddings.describe import describe
-from hotrec.models.artifact import load_artifact
-from hotrec.serving.predictor import popular_ids
+from hotrec.models.artifact import dataset_popular_ids, load_artifact
 from hotrec.training.multi import train_representations
 
 BATCH_SIZES = (1, 4, 16, 64, 256, 1024, 4096)
@@ -58,7 +57,7 @@ def train(args: argparse.Namespace, data: Path, tag: str) -> dict:
     latency = measure_latency(art, dataset, args)
     for name in reps:
         reps[name]["latency_ms"] = latency[name]
-    popular = popular_ids(str(data), art.schema, args.mp_cache)
+    popular = dataset_popular_ids(data, art.schema, args.mp_cache)
     for name, model in art.models.items():  # MP-Cache: the same models, popular ids cached
         cache = (
             model.embeddings.build_cache(popular)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import torch
 from hotrec.config import ModelConfig
 from hotrec.data.criteo import prepare_criteo_kaggle
 from hotrec.data.format import open_dataset
+from hotrec.errors import HotrecError
 from hotrec.models.artifact import load_artifact
 from hotrec.serving.predictor import Predictor
 from hotrec.serving.rawfields import RawFieldMapper, dense_value, hex_key, raw_mapper_for
@@ -161,3 +163,25 @@ def test_mp_cache_serves_exactly_the_decoders_answers(tmp_path):
     stats = cached.cache_stats()
     assert set(stats) == {"dhe@cpu", "hybrid@cpu"}
     assert all(s["hits"] > 0 and s["lookups"] == 64 * 4 for s in stats.values())
+
+
+def test_mp_cache_ids_travel_with_the_artifact(tmp_path):
+    dhe = ModelConfig(embedding_dim=4, bottom_mlp=(8, 4), top_mlp=(8, 1), embedding="dhe",
+                      dhe_hashes=16, dhe_hidden=(8,))  # fmt: skip
+    artifact = make_artifact(tmp_path, {"dhe": (dhe, 0.7)})
+    saved = load_artifact(artifact).popular_ids
+    assert len(saved) == 4 and all(len(ids) > 0 for ids in saved)
+    with_data = Predictor.load(artifact, mp_cache=5).mp_cache
+    val = open_dataset(Predictor.load(artifact).dataset).split("val")
+    dense, sparse = np.asarray(val.dense[:32]), np.asarray(val.sparse[:32])
+    shutil.rmtree(tmp_path / "toy")  # the dataset is gone: the artifact's own ids serve
+    cached = Predictor.load(artifact, mp_cache=5)
+    assert cached.mp_cache == with_data and cached.mp_cache["dhe"] > 0
+    plain = Predictor.load(artifact)
+    path = plain.path("dhe@cpu")
+    np.testing.assert_allclose(cached.predict(path, *cached.check(dense, sparse)),
+                               plain.predict(path, *plain.check(dense, sparse)), rtol=1e-6,
+                               atol=1e-7)  # fmt: skip
+    (artifact / "popular_ids.npz").unlink()  # neither the ids nor the dataset: one line
+    with pytest.raises(HotrecError, match="--mp-cache 0"):
+        Predictor.load(artifact, mp_cache=5)

@@ -7,6 +7,8 @@ A directory, written atomically (a temporary directory renamed into place):
     <name>.pt         the state_dict of representation <name>'s model
     vocab/            the dataset's vocabularies (raw value -> id), when it has them
     dataset_meta.json the dataset's meta.json (source, dense transform, splits)
+    popular_ids.npz   per table its most looked-up training ids, most popular first, for
+                      MP-Cache (when a representation has a deep hash part)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from hotrec.config import ModelConfig, RunConfig, config_from_dict
@@ -29,6 +32,9 @@ from hotrec.types import Schema
 FORMAT = "hotrec-artifact"
 VERSION = 1
 MANIFEST = "manifest.json"
+POPULAR = "popular_ids.npz"  # per table, its most looked-up ids, most popular first (MP-Cache)
+POPULAR_KEPT = 16384  # ids kept per table
+HASHED = ("dhe", "hybrid")  # representations with a deep hash part, which MP-Cache serves
 
 
 @dataclass
@@ -51,6 +57,7 @@ class Artifact:
     entries: dict[str, Entry] = field(default_factory=dict)
     vocab_dir: Path | None = None
     dataset_meta: dict = field(default_factory=dict)
+    popular_ids: list[np.ndarray] | None = None  # per table, most popular first (POPULAR)
 
     @property
     def models(self) -> dict[str, DLRM]:
@@ -100,6 +107,9 @@ def save_artifact(
             }
         if dataset_dir is not None:
             _copy_dataset_files(Path(dataset_dir), tmp)
+            if any(e.model_config.embedding in HASHED for e in entries):
+                popular = dataset_popular_ids(Path(dataset_dir), schema, POPULAR_KEPT)
+                np.savez(tmp / POPULAR, *popular)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _replace_dir(tmp, path)
     finally:
@@ -155,7 +165,26 @@ def load_artifact(
         art.vocab_dir = path / "vocab"
     if (path / "dataset_meta.json").is_file():
         art.dataset_meta = json.loads((path / "dataset_meta.json").read_text())
+    if (path / POPULAR).is_file():
+        with np.load(path / POPULAR) as saved:
+            art.popular_ids = [saved[f"arr_{t}"] for t in range(schema.num_tables)]
     return art
+
+
+def dataset_popular_ids(dataset_dir: Path, schema: Schema, per_feature: int) -> list[np.ndarray]:
+    """The `per_feature` most-looked-up ids of every table, most popular first, counted by the
+    popularity profiler on a 5% block sample of the dataset's training split."""
+    from hotrec.data.format import open_dataset
+    from hotrec.embeddings.mp_cache import popular_ids_from_counts
+    from hotrec.placement.popularity import PopularityProfiler
+
+    if not (Path(dataset_dir) / "meta.json").is_file():
+        raise HotrecError(f"{dataset_dir} is not a dataset directory: no popular ids to count")
+    ds = open_dataset(Path(dataset_dir))
+    if ds.schema != schema or not ds.has_split("train"):
+        raise HotrecError(f"{dataset_dir} has not the artifact's schema or no training split")
+    prof = PopularityProfiler(sample_fraction=0.05).fit(ds.split("train").sparse, schema.table_rows)
+    return popular_ids_from_counts(prof.counts_, prof.table_offsets_, prof.table_rows_, per_feature)
 
 
 def _copy_dataset_files(dataset_dir: Path, out: Path) -> None:

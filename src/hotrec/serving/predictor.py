@@ -7,9 +7,9 @@ first one (the server answers 422): such an id comes from another vocabulary, an
 reading row 0 would hide that. Raw values never fail that way: unknown ones become id 0.
 
 MP-Cache: for representations with a deep hash part (dhe, hybrid), `load(mp_cache=N)` caches
-the decoder outputs of the N most popular ids of every feature, counted on a sample of the
-artifact's training split (the popularity profiler's counts), so those lookups skip the
-decoder; the answers are exactly the decoder's (embeddings/mp_cache.py).
+the decoder outputs of the N most popular ids of every feature (saved in the artifact from
+the popularity profiler's counts on the training split, or counted on the dataset), so those
+lookups skip the decoder and answer what the decoder answers (embeddings/mp_cache.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ import torch
 
 from hotrec.config import config_from_dict
 from hotrec.errors import HotrecError
-from hotrec.models.artifact import Artifact, Entry, load_artifact, read_manifest
+from hotrec.models.artifact import (
+    HASHED,
+    Artifact,
+    Entry,
+    dataset_popular_ids,
+    load_artifact,
+    read_manifest,
+)
 from hotrec.serving.paths import ServingPath, all_paths
 from hotrec.serving.rawfields import RawFieldMapper, raw_mapper_for
 from hotrec.types import Schema
@@ -74,12 +81,10 @@ class Predictor:
     def build_mp_cache(self, per_feature: int) -> dict[str, int]:
         """Cache the `per_feature` most popular ids of each feature in every model with a
         deep hash part; {representation: cached ids}. Needs the artifact's dataset."""
-        hashed = [
-            n for n, e in self.entries.items() if e.model_config.embedding in ("dhe", "hybrid")
-        ]
+        hashed = [n for n, e in self.entries.items() if e.model_config.embedding in HASHED]
         if not hashed:
             return {}
-        popular = popular_ids(self.dataset, self.schema, per_feature)
+        popular = self._popular_ids(per_feature)
         out = {}
         for art in self.artifacts.values():
             for name in hashed:
@@ -87,6 +92,19 @@ class Predictor:
                 out[name] = cache.stats()["cached_ids"] if cache is not None else 0
         self.mp_cache = out
         return out
+
+    def _popular_ids(self, per_feature: int) -> list[np.ndarray]:
+        """The artifact's saved popular ids (the first `per_feature` of each table), else
+        counted on its dataset when that is on this machine."""
+        saved = next(iter(self.artifacts.values())).popular_ids
+        if saved is not None:
+            return [ids[:per_feature] for ids in saved]
+        if self.dataset is None or not (Path(self.dataset) / "meta.json").is_file():
+            raise HotrecError(
+                f"the artifact holds no popular ids for MP-Cache and its dataset is not here "
+                f"({self.dataset}); pass --mp-cache 0 to serve without it"
+            )
+        return dataset_popular_ids(Path(self.dataset), self.schema, per_feature)
 
     def cache_stats(self) -> dict[str, dict]:
         """Per path with an MP-Cache: cached ids, lookups, hits and hit rate so far."""
@@ -162,29 +180,6 @@ class Predictor:
         d = torch.from_numpy(np.ascontiguousarray(dense)).to(path.device)  # [B, F_d]
         s = torch.from_numpy(np.ascontiguousarray(sparse)).to(path.device)  # [B, T]
         return torch.sigmoid(model(d, s)).float().cpu().numpy()  # [B]
-
-
-def popular_ids(dataset: str | None, schema: Schema, per_feature: int) -> list[np.ndarray]:
-    """The `per_feature` most-looked-up ids of every table, counted on a 5% block sample of
-    the training split of `dataset` (which must have the artifact's schema)."""
-    from hotrec.data.format import open_dataset
-    from hotrec.embeddings.mp_cache import popular_ids_from_counts
-    from hotrec.placement.popularity import PopularityProfiler
-
-    if dataset is None or not (Path(dataset) / "meta.json").is_file():
-        raise HotrecError(
-            f"MP-Cache counts popular ids on the artifact's dataset, which is not here "
-            f"({dataset}); pass --mp-cache 0 to serve without it"
-        )
-    ds = open_dataset(Path(dataset))
-    if ds.schema != schema or not ds.has_split("train"):
-        raise HotrecError(f"{dataset} has not the artifact's schema or no training split")
-    profiler = PopularityProfiler(sample_fraction=0.05).fit(
-        ds.split("train").sparse, schema.table_rows
-    )
-    return popular_ids_from_counts(
-        profiler.counts_, profiler.table_offsets_, profiler.table_rows_, per_feature
-    )
 
 
 def manifest_entries(path: Path, representations: list[str] | None) -> dict[str, Entry]:
