@@ -155,3 +155,11 @@ def test_the_prime_rises_above_the_largest_table_so_ids_never_share_codes():
 def test_a_composite_prime_is_refused():
     with pytest.raises(HotrecError, match="not a prime"):
         small_dhe(prime=1001)  # 7 x 11 x 13
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cuda_and_cpu_give_the_same_codes():
+    ids = torch.tensor([[0, 5, 2**31 - 1], [1008, 4_000_000_000, 123456]])
+    cpu = small_dhe()
+    gpu = small_dhe().to("cuda")
+    assert torch.equal(cpu.hash_codes(ids), gpu.hash_codes(ids.cuda()).cpu())
