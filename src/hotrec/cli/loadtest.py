@@ -42,6 +42,10 @@ def add_parser(sub) -> None:
     p.add_argument("--target-ms", type=float, default=None, help="default: the server's")
     p.add_argument("--percentile", type=float, default=None, help="default: the server's")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds before a query fails")
+    p.add_argument(
+        "--warmup", type=int, default=20,
+        help="queries sent one by one before measuring, not counted (20)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of query sizes and arrivals (0)")
     p.add_argument("--out", type=Path, default=Path("loadtest.json"), help="JSON to write")
     p.add_argument("--plot", type=Path, default=None, help="PNG (default: --out with .png)")
@@ -94,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     queries = build_queries(open_split(info, args.data, args.split), sizes, args.queries, args.seed)
     accuracy = {p["name"]: p.get("accuracy") or 0.0 for p in info["paths"]}
     rows = run_sweep(args.url, queries, rates, args.duration, target, percentile, accuracy,
-                     args.seed, args.timeout, label=info["policy"])  # fmt: skip
+                     args.seed, args.timeout, label=info["policy"],
+                     warmup=args.warmup)  # fmt: skip
     result = {
         "url": args.url,
         "policy": info["policy"],
@@ -120,20 +125,27 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_rows(rows: list[dict], policy: str, target: float, percentile: float, console) -> None:
+    """One row of figures per offered rate (latencies in ms), then each rate's path mix."""
     from rich.table import Table
 
     table = Table(title=f"{policy}: target p{percentile:g} <= {target:g} ms")
-    cols = ("offered q/s", "answered q/s", "p50 ms", "p95 ms", "p99 ms", "within target",
-            "503", "accuracy", "correct/s", "label-correct/s", "path mix")  # fmt: skip
-    for c in cols[:-1]:
-        table.add_column(c, justify="right")
-    table.add_column(cols[-1], no_wrap=True)
+    cols = ("offered\nq/s", "answered\nq/s", "p50\nms", "p95\nms", "p99\nms", "in\ntarget",
+            "503", "accuracy", "correct/s", "label\nhits/s")  # fmt: skip
+    for c in cols:
+        table.add_column(c, justify="right", no_wrap=True)
     for r in rows:
-        mix = ", ".join(f"{k} {v:.0%}" for k, v in r["path_mix"].items())
         table.add_row(
             f"{r['offered_qps']:g}", f"{r['achieved_qps']:.1f}", f"{r['p50_ms']:.1f}",
             f"{r['p95_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['within_target_share']:.1%}",
             str(r["rejected"]), f"{r['accuracy']:.4f}", f"{r['expected_correct_per_s']:,.0f}",
-            f"{r['correct_per_s']:,.0f}", mix,
+            f"{r['correct_per_s']:,.0f}",
         )  # fmt: skip
     console.print(table)
+    console.print(
+        "correct/s: items answered within the target x the path's validation accuracy; "
+        "label hits/s: those of them that match the labels"
+    )
+    for r in rows:
+        mix = ", ".join(f"{k} {v:.0%}" for k, v in r["path_mix"].items())
+        failed = f"; failed {r['failed']} {r['failures']}" if r["failed"] else ""
+        console.print(f"  {r['offered_qps']:g} q/s path mix: {mix}{failed}")

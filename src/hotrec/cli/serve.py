@@ -124,6 +124,7 @@ def build_app(args: argparse.Namespace):
         predictor = Predictor.load(
             args.artifact, reps, devices, args.max_batch, mp_cache=args.mp_cache
         )
+        predictor.warm_up()
     else:
         predictor = Predictor.load(args.artifact, reps, devices, args.max_batch, models=False)
         pool = WorkerPool(

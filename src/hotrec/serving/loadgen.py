@@ -168,6 +168,13 @@ async def run_rate(
     return list(records), max(wall, duration_s)
 
 
+async def warm_up(url: str, queries: list[Query], timeout_s: float) -> list[Record]:
+    """Send `queries` one after another (first calls of a server are slow); their records."""
+    loop = asyncio.get_running_loop()
+    async with open_session(timeout_s) as session:
+        return [await send(session, url, q, loop.time()) for q in queries]
+
+
 def summarize(
     records: list[Record], wall_s: float, rate: float, target_ms: float, percentile: float,
     path_accuracy: dict[str, float],
@@ -227,10 +234,13 @@ def _pct(values: list[float], q: float) -> float:
 def run_sweep(
     url: str, queries: list[Query], rates: list[float], duration_s: float, target_ms: float,
     percentile: float, path_accuracy: dict[str, float], seed: int = 0, timeout_s: float = 10.0,
-    pause_s: float = 1.0, label: str = "",
+    pause_s: float = 1.0, label: str = "", warmup: int = 0,
 ) -> list[dict]:  # fmt: skip
-    """One run per offered rate (with a pause between, so queues drain); the summaries."""
+    """`warmup` queries one by one (not counted), then one run per offered rate (with a pause
+    between, so queues drain); the summaries."""
     url = url.rstrip("/") + "/predict"
+    if warmup > 0:
+        asyncio.run(warm_up(url, queries[:warmup], timeout_s))
     out = []
     progress = make_progress(unit="queries")
     expected = int(sum(rates) * duration_s)

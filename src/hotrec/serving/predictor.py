@@ -93,6 +93,16 @@ class Predictor:
         self.mp_cache = out
         return out
 
+    def warm_up(self, batch_sizes: tuple[int, ...] = (1, 64, 512), calls: int = 2) -> None:
+        """Run every path a few times on id-0 inputs, so that first-call costs (allocations,
+        kernel selection) are paid before the first query is."""
+        for path in self.paths:
+            for b in batch_sizes:
+                dense = np.zeros((min(b, path.max_batch), self.schema.num_dense), np.float32)
+                sparse = np.zeros((len(dense), self.schema.num_tables), np.int64)
+                for _ in range(calls):
+                    self.predict(path, dense, sparse)
+
     def _popular_ids(self, per_feature: int) -> list[np.ndarray]:
         """The artifact's saved popular ids (the first `per_feature` of each table), else
         counted on its dataset when that is on this machine."""

@@ -37,6 +37,7 @@ def _worker_main(
         torch.set_num_threads(threads)
     try:
         predictor = Predictor.load(Path(path), representations, [device], max_batch, True, mp_cache)
+        predictor.warm_up()
     except Exception as e:  # reported to the front end as one line
         conn.send(("error", str(e) if isinstance(e, HotrecError) else f"{type(e).__name__}: {e}"))
         return
