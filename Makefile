@@ -39,8 +39,9 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/schedules.py
 	$(BIN)/python benchmarks/slipstream.py
 	$(BIN)/python benchmarks/drift.py
-	$(BIN)/python benchmarks/representations.py
+	$(BIN)/python benchmarks/representations.py --rows 2000000
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/serving.py --target-ms 50 --name serving_cpu_target50
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks

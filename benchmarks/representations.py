@@ -5,8 +5,9 @@ Trains one model per representation (table, dhe, hybrid, qr) with `hotrec train
 dataset when --movielens is given), then measures each model's inference latency per batch
 size (the embedding lookup alone and the whole model; for dhe and hybrid also with MP-Cache,
 the decoder outputs of the 4,096 most popular training ids per feature cached), interleaving
-representations so that machine noise hits them alike. Writes representations_<device>.json and a PNG of AUC against
-memory; the run directory keeps the artifact for the serving benchmark.
+representations so that machine noise hits them alike. Writes representations_<device>.json
+and a PNG of AUC against memory; the run directory keeps the artifact (serve it with
+`benchmarks/serving.py --artifact`).
 """
 
 from __future__ import annotations

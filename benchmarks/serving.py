@@ -205,7 +205,8 @@ def main() -> None:
         queries = build_queries(ds.split("test"), QuerySizes(), args.queries, args.seed)
         mean_items = float(np.mean([q.size for q in queries]))
         capacity = {p: sequential_capacity(url, queries) for p, (_, url) in servers.items()}
-        fastest = min(profile.paths.values(), key=lambda p: p.latency_ms(164, "median"))
+        typical = round(mean_items)
+        fastest = min(profile.paths.values(), key=lambda p: p.latency_ms(typical, "median"))
         fast_qps = capacity[f"static:{fastest.path.name}"]  # every server warmed up above
         rates = ([float(r) for r in args.rates.split(",")] if args.rates
                  else auto_rates(args, profile, fast_qps, mean_items))  # fmt: skip

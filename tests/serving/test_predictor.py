@@ -144,7 +144,7 @@ def test_mapper_needs_vocabularies_or_hashing(tmp_path):
         RawFieldMapper(schema, None, None)
 
 
-def test_mp_cache_serves_exactly_the_decoders_answers(tmp_path):
+def test_mp_cache_serves_the_decoders_answers(tmp_path):
     dhe = ModelConfig(embedding_dim=4, bottom_mlp=(8, 4), top_mlp=(8, 1), embedding="dhe",
                       dhe_hashes=16, dhe_hidden=(8,))  # fmt: skip
     hybrid = dataclasses.replace(dhe, embedding="hybrid")

@@ -14,7 +14,8 @@ The F decoders run together as batched matrix products over weights [F, in, out]
 feature-major ([F, N, ...]) so no large tensor is transposed. Each distinct (feature, id)
 of a batch is hashed and decoded once (MP-Cache's deduplication, mp_cache.py; in training
 too, unless BatchNorm needs the statistics of every lookup), and in eval mode the ids of a
-built popularity cache skip the decoder; both return exactly the decoder's outputs.
+built popularity cache skip the decoder; both compute what the decoder computes (equal to
+float32 rounding: the matrix products then run on other shapes).
 """
 
 from __future__ import annotations
@@ -177,8 +178,9 @@ class DeepHashEmbedding(nn.Module):
     def _decode_distinct(self, x: torch.Tensor) -> torch.Tensor:
         """ids [B, F] -> [B, F, D], each distinct (feature, id) hashed and decoded once.
 
-        Exact in eval mode; in training (no BatchNorm) the same math, with the gradients of
-        repeated ids summed by the gather's backward instead of by the decoder's."""
+        The decoder's outputs in eval mode (to float32 rounding); in training (no BatchNorm)
+        the same math, with the gradients of repeated ids summed by the gather's backward
+        instead of by the decoder's."""
         b, f = x.shape
         features = torch.arange(f, device=x.device).expand(b, f)  # [B, F]
         out = decode_unique(self.decode, features.reshape(-1), x.reshape(-1), f, self.prime)

@@ -16,8 +16,9 @@ def describe(embeddings: nn.Module) -> dict:
 
     param_bytes: weights needed to serve it (rows, decoder, hash coefficients), optimizer
     state excluded; flops_per_sample: multiply-adds x2 to produce all F vectors of one sample
-    (table lookups count 0); flops_per_lookup: the same per sparse feature of the input. A plain table replaced by a placement schedule's routed table
-    (no methods of its own) is described from its store."""
+    (table lookups count 0); flops_per_lookup: the same per sparse feature of the input. A
+    plain table replaced by a placement schedule's routed table (no methods of its own) is
+    described from its store."""
     if hasattr(embeddings, "param_bytes"):
         size, flops = embeddings.param_bytes(), embeddings.flops_per_sample()
     else:

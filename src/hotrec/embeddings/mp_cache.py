@@ -1,4 +1,6 @@
-"""MP-Cache (Hsia et al., ASPLOS 2023) for deep hash embeddings at inference; both parts exact.
+"""MP-Cache (Hsia et al., ASPLOS 2023) for deep hash embeddings at inference. Both parts give
+the decoder's own outputs (the same math; float32 results may differ in the last bit, since
+the decoder's matrix products then run on other shapes).
 
 (a) `decode_unique`: decode each distinct (feature, id) of a batch once and scatter the
     results back; a batch of skewed ids holds far fewer distinct ids than lookups.

@@ -23,6 +23,7 @@ from hotrec.config import config_from_dict
 from hotrec.errors import HotrecError
 from hotrec.models.artifact import (
     HASHED,
+    POPULAR_KEPT,
     Artifact,
     Entry,
     dataset_popular_ids,
@@ -80,7 +81,8 @@ class Predictor:
 
     def build_mp_cache(self, per_feature: int) -> dict[str, int]:
         """Cache the `per_feature` most popular ids of each feature in every model with a
-        deep hash part; {representation: cached ids}. Needs the artifact's dataset."""
+        deep hash part; {representation: cached ids}. The ids are the artifact's saved ones, else
+        counted on its dataset."""
         hashed = [n for n, e in self.entries.items() if e.model_config.embedding in HASHED]
         if not hashed:
             return {}
@@ -104,12 +106,14 @@ class Predictor:
                     self.predict(path, dense, sparse)
 
     def _popular_ids(self, per_feature: int) -> list[np.ndarray]:
-        """The artifact's saved popular ids (the first `per_feature` of each table), else
-        counted on its dataset when that is on this machine."""
+        """The first `per_feature` of the artifact's saved popular ids of each table; counted
+        on its dataset instead when it saved fewer than asked (or none) and the dataset is on
+        this machine."""
         saved = next(iter(self.artifacts.values())).popular_ids
-        if saved is not None:
+        here = self.dataset is not None and (Path(self.dataset) / "meta.json").is_file()
+        if saved is not None and (per_feature <= POPULAR_KEPT or not here):
             return [ids[:per_feature] for ids in saved]
-        if self.dataset is None or not (Path(self.dataset) / "meta.json").is_file():
+        if not here:
             raise HotrecError(
                 f"the artifact holds no popular ids for MP-Cache and its dataset is not here "
                 f"({self.dataset}); pass --mp-cache 0 to serve without it"

@@ -5,8 +5,9 @@ dataset split (or random valid ids when none is given): a few warm-up calls, the
 `repeats` timed calls (fewer, but at least MIN_TIMED, when one point would take more than
 `max_seconds`), keeping the median, p95 and p99. Execution time cannot fall as a batch
 grows, so each quantile's curve is made non-decreasing in batch size (a running maximum);
-otherwise one noisy small point would make a larger batch look cheaper. Each path's expected accuracy and AUC are the representation's
-validation metrics recorded in the artifact.
+otherwise one noisy small point would make a larger batch look cheaper. Each path's
+expected accuracy and AUC are the representation's validation metrics recorded in the
+artifact.
 """
 
 from __future__ import annotations
