@@ -42,6 +42,13 @@ from hotrec.types import Schema, TableSpec
 DENSE_NAMES = tuple(f"I{i}" for i in range(1, 14))
 TABLE_NAMES = tuple(f"C{i}" for i in range(1, 27))
 FIELD_NAMES = ("label", *DENSE_NAMES, *TABLE_NAMES)
+
+
+def dense_transform(ints: np.ndarray) -> np.ndarray:
+    """Criteo integer fields -> model inputs: negative -> 0, then log(1 + x) in float32."""
+    return np.log1p(np.maximum(ints, 0).astype(np.float32))
+
+
 COPY_ROWS = 1 << 16  # rows per pass-2 copy step
 
 
@@ -63,7 +70,7 @@ def encoded_blocks(
 
     def work(block: Block, turn: int) -> Encoded:
         rows = parse_rows(block, FIELD_NAMES, len(DENSE_NAMES))
-        dense = np.log1p(np.maximum(rows.ints, 0).astype(np.float32))
+        dense = dense_transform(rows.ints)
         return Encoded(rows, dense, mapper.encode(rows.keys, turn))
 
     blocks = read_blocks(path, min(chunk_bytes, BLOCK_BYTES), hasher)

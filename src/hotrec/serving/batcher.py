@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 
 import numpy as np
 
@@ -214,7 +215,7 @@ class Batcher:
                 continue
             now = self.now_ms()
             free_at = self._free_at(now)
-            head = [Pending(j.items, j.arrival_ms) for j in _head(self.queue, DECIDE_WINDOW)]
+            head = [Pending(j.items, j.arrival_ms) for j in islice(self.queue, DECIDE_WINDOW)]
             decision = self.policy.decide(head, now, free_at, self.load(now), self.slowdown)
             device = decision.path.device
             if self.busy[device] is not None:  # the policy waits for a busy device
@@ -273,12 +274,3 @@ class Batcher:
             if not j.future.done():  # the client may have gone away
                 j.future.set_result(answer)
                 self.answered += 1
-
-
-def _head(queue: deque, n: int) -> list:
-    out = []
-    for j in queue:
-        if len(out) == n:
-            break
-        out.append(j)
-    return out

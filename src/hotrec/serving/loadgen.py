@@ -35,12 +35,11 @@ CLIENT_KEEPALIVE_S = 3.0
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
-def split_url(url: str) -> tuple[str, int, str]:
-    """'http://host:port/path' -> (host, port, path); a one-line error for anything else."""
+def check_url(url: str) -> None:
+    """A one-line error for anything but an http://HOST[:PORT][/path] address."""
     parts = urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
         raise HotrecError(f"expected an http://HOST:PORT address, got {url!r}")
-    return parts.hostname, parts.port or 80, parts.path or "/"
 
 
 def open_session(timeout_s: float) -> aiohttp.ClientSession:
@@ -151,7 +150,7 @@ async def run_rate(
     times = np.cumsum(gaps)
     times = times[times < duration_s]
     loop = asyncio.get_running_loop()
-    split_url(url)
+    check_url(url)
     async with open_session(timeout_s) as session:
         start = loop.time()
         tasks = []
@@ -269,7 +268,7 @@ def run_sweep(
 
 def fetch_info(url: str, timeout_s: float = 5.0) -> dict:
     """The server's /info (paths and their accuracy, target, dataset)."""
-    split_url(url)
+    check_url(url)
     try:
         with urllib.request.urlopen(url.rstrip("/") + "/info", timeout=timeout_s) as r:
             return json.loads(r.read())

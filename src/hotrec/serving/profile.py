@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hotrec.errors import HotrecError
 from hotrec.serving.paths import ServingPath
+from hotrec.training.runlog import write_json_atomic
 
 FORMAT = "hotrec-serving-profile"
 VERSION = 1
@@ -97,9 +98,7 @@ class Profile:
     def save(self, path: Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        tmp.replace(path)
+        write_json_atomic(path, self.to_dict())
         return path
 
     @classmethod

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from hotrec.data.categorical import MISSING, Vocabulary, hash_ids
+from hotrec.data.criteo import dense_transform
 from hotrec.errors import HotrecError
 from hotrec.types import Schema
 
@@ -89,7 +90,7 @@ class RawFieldMapper:
             [[dense_value(v, names[j]) for j, v in enumerate(row[:nd])] for row in rows],
             dtype=np.float64,
         ).reshape(len(rows), nd)  # [B, F_d]
-        dense = np.log1p(np.maximum(dense, 0.0).astype(np.float32))  # float32, as prepare
+        dense = dense_transform(dense)  # [B, F_d] float32, as prepare
         keys = np.array([[hex_key(v) for v in row[nd:]] for row in rows], dtype=np.int64)
         keys = keys.reshape(len(rows), nt)  # [B, T]
         return dense, self.ids(keys)
