@@ -55,8 +55,23 @@ class Schema:
 
     @classmethod
     def from_dict(cls, d: dict) -> Schema:
-        tables = tuple(TableSpec(t["name"], int(t["rows"])) for t in d["tables"])
-        return cls(dense_names=tuple(d["dense"]), tables=tables)
+        """The schema as written by to_dict; ValueError naming the first bad field."""
+        if not isinstance(d, dict):
+            raise ValueError("schema is not an object")
+        dense, tables = d.get("dense"), d.get("tables")
+        if not isinstance(dense, list) or not all(isinstance(n, str) for n in dense):
+            raise ValueError("schema.dense is not a list of names")
+        if not isinstance(tables, list):
+            raise ValueError("schema.tables is not a list")
+        specs = []
+        for i, t in enumerate(tables):
+            name, rows = (t.get("name"), t.get("rows")) if isinstance(t, dict) else (None, None)
+            if not isinstance(name, str):
+                raise ValueError(f"schema.tables[{i}].name is not a string")
+            if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+                raise ValueError(f"schema.tables[{i}].rows is {rows!r}, not a positive integer")
+            specs.append(TableSpec(name, rows))
+        return cls(dense_names=tuple(dense), tables=tuple(specs))
 
 
 @dataclass

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from hotrec.errors import HotrecError
+
 MISSING = -1  # key of an empty field
 
 
@@ -94,7 +96,17 @@ class Vocabulary:
 
     @classmethod
     def load(cls, path: Path) -> Vocabulary:
-        return cls(np.load(path))
+        """Read vocab/<name>.npy (never unpickles); one line naming the file when damaged."""
+        try:
+            keys = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise HotrecError(f"{path} is not a readable vocabulary (damaged?): {e}") from None
+        if keys.ndim != 1 or keys.dtype.kind not in "iu":
+            raise HotrecError(
+                f"{path} is not a vocabulary: expected a 1-d integer array, found "
+                f"{keys.dtype} of shape {keys.shape}"
+            )
+        return cls(keys.astype(np.int64, copy=False))
 
 
 def hash_ids(keys: np.ndarray, rows: int) -> np.ndarray:

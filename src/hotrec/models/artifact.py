@@ -9,6 +9,7 @@ A directory, written atomically (a temporary directory renamed into place):
     dataset_meta.json the dataset's meta.json (source, dense transform, splits)
     popular_ids.npz   per table its most looked-up training ids, most popular first, for
                       MP-Cache (when a representation has a deep hash part)
+    checksums.json    the BLAKE2b digest of every file above, checked when it is loaded
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 
 from hotrec.config import ModelConfig, RunConfig, config_from_dict
 from hotrec.errors import HotrecError
+from hotrec.integrity import CHECKSUMS, load_tensors, verify_checksums, write_checksums
 from hotrec.models.builders import build_dlrm
 from hotrec.models.dlrm import DLRM
 from hotrec.types import Schema
@@ -111,6 +113,8 @@ def save_artifact(
                 popular = dataset_popular_ids(Path(dataset_dir), schema, POPULAR_KEPT)
                 np.savez(tmp / POPULAR, *popular)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        files = [str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file()]
+        write_checksums(tmp, files)
         _replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -122,12 +126,27 @@ def read_manifest(path: Path) -> dict:
     file = path / MANIFEST
     if not file.is_file():
         raise HotrecError(f"{path} is not a hotrec artifact (no {MANIFEST})")
-    try:
-        manifest = json.loads(file.read_text())
-    except json.JSONDecodeError as e:
-        raise HotrecError(f"{file} is not valid JSON: {e}") from None
+    manifest = _read_json_object(file)
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
         raise HotrecError(f"{path} is not a version-{VERSION} hotrec artifact")
+    reps = manifest.get("representations")
+    if (
+        not isinstance(reps, dict)
+        or not reps
+        or not all(isinstance(r, dict) for r in reps.values())
+    ):
+        raise HotrecError(f"{file}: 'representations' is missing or not a map of objects")
+    for name in reps:
+        if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+            raise HotrecError(f"{file}: representation name {name!r} is not a plain name")
+    if not isinstance(manifest.get("config"), dict):
+        raise HotrecError(f"{file}: 'config' is missing or not an object")
+    try:
+        Schema.from_dict(manifest["schema"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise HotrecError(
+            f"{file}: 'schema' is missing or damaged ({type(e).__name__}: {e})"
+        ) from None
     return manifest
 
 
@@ -137,6 +156,11 @@ def load_artifact(
     """Load the artifact's models (all, or `names`) in eval mode on `device`."""
     path = Path(path)
     manifest = read_manifest(path)
+    if not (path / CHECKSUMS).is_file():
+        raise HotrecError(
+            f"{path} has no {CHECKSUMS} (written by an older hotrec?): export it again"
+        )
+    verify_checksums(path, missing_ok=True)  # a missing file: its reader says what it was for
     schema = Schema.from_dict(manifest["schema"])
     config = config_from_dict(manifest["config"])
     reps = manifest["representations"]
@@ -147,12 +171,12 @@ def load_artifact(
     for name, info in reps.items():
         if names is not None and name not in names:
             continue
-        model_cfg = config_from_dict({**manifest["config"], "model": info["model"]}).model
+        model_cfg = config_from_dict({**manifest["config"], "model": info.get("model")}).model
         model = build_dlrm(schema, model_cfg, config.optim, config.train.seed)
+        state = load_tensors(path / f"{name}.pt", "model file")
         try:
-            state = torch.load(path / f"{name}.pt", map_location="cpu", weights_only=True)
             model.load_state_dict(state)
-        except (OSError, RuntimeError) as e:
+        except (RuntimeError, TypeError, AttributeError, KeyError) as e:
             first = str(e).strip().splitlines()[0]
             raise HotrecError(f"{path}/{name}.pt cannot be loaded: {first}") from None
         model.to(device).eval()
@@ -164,11 +188,39 @@ def load_artifact(
     if (path / "vocab").is_dir():
         art.vocab_dir = path / "vocab"
     if (path / "dataset_meta.json").is_file():
-        art.dataset_meta = json.loads((path / "dataset_meta.json").read_text())
+        art.dataset_meta = _read_json_object(path / "dataset_meta.json")
     if (path / POPULAR).is_file():
-        with np.load(path / POPULAR) as saved:
-            art.popular_ids = [saved[f"arr_{t}"] for t in range(schema.num_tables)]
+        art.popular_ids = _read_popular(path / POPULAR, schema)
     return art
+
+
+def _read_json_object(file: Path) -> dict:
+    try:
+        obj = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise HotrecError(f"{file} is not valid JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise HotrecError(f"{file} is not a JSON object")
+    return obj
+
+
+def _read_popular(file: Path, schema: Schema) -> list[np.ndarray]:
+    """Per table its popular ids: 1-d integer arrays of ids inside the table."""
+    try:
+        with np.load(file, allow_pickle=False) as saved:
+            arrays = [saved[f"arr_{t}"] for t in range(schema.num_tables)]
+    except Exception as e:  # zipfile, KeyError, ValueError, EOFError: a damaged file
+        raise HotrecError(f"{file} is not readable (damaged?): {type(e).__name__}: {e}") from None
+    for t, ids in enumerate(arrays):
+        table = schema.tables[t]
+        if ids.ndim != 1 or ids.dtype.kind not in "iu":
+            raise HotrecError(f"{file}: table {table.name} holds {ids.dtype} {ids.shape}, not ids")
+        if len(ids) and (ids.min() < 0 or ids.max() >= table.rows):
+            bad = ids.max() if ids.max() >= table.rows else ids.min()
+            raise HotrecError(
+                f"{file}: table {table.name} has id {bad}, outside its {table.rows} rows"
+            )
+    return arrays
 
 
 def dataset_popular_ids(dataset_dir: Path, schema: Schema, per_feature: int) -> list[np.ndarray]:

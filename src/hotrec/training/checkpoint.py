@@ -1,4 +1,8 @@
-"""Checkpoints written atomically: a temporary file, fsync, then rename over the old one."""
+"""Checkpoints written atomically: a temporary file, fsync, then rename over the old one.
+
+A checkpoint holds only tensors and plain values (loaded with ``weights_only=True``) and a
+BLAKE2b digest of everything else in it, checked at load: a flipped bit in tensor data,
+which torch's zip reader does not notice, is refused instead of trained on."""
 
 from __future__ import annotations
 
@@ -8,15 +12,19 @@ from pathlib import Path
 import torch
 
 from hotrec.errors import HotrecError
+from hotrec.integrity import load_tensors, structure_digest
+
+DIGEST_KEY = "blake2b"
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write `state` so that `path` is always either the previous or the new complete file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    body = {**state, DIGEST_KEY: structure_digest(state)}
     try:
         with open(tmp, "wb") as f:
-            torch.save(state, f)
+            torch.save(body, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -25,9 +33,17 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    if not path.is_file():
-        raise HotrecError(f"no checkpoint at {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # a damaged file
-        raise HotrecError(f"cannot read checkpoint {path}: {e}") from None
+    """The checkpoint's state; one line naming the file when it is damaged or not ours."""
+    body = load_tensors(path, "checkpoint")
+    if not isinstance(body, dict) or DIGEST_KEY not in body:
+        raise HotrecError(f"{path} is not a hotrec checkpoint (no checksum in it)")
+    recorded = body.pop(DIGEST_KEY)
+    if structure_digest(body) != recorded:
+        raise HotrecError(
+            f"{path} does not match its checksum: the checkpoint is corrupt; restore it from "
+            "a copy or start the run again"
+        )
+    for key in ("model", "state"):
+        if not isinstance(body.get(key), dict):
+            raise HotrecError(f"{path} is not a hotrec checkpoint (no {key!r} section)")
+    return body

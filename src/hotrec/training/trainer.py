@@ -289,7 +289,10 @@ class Trainer:
         path = self.run_dir / runlog.CHECKPOINT
         if not path.exists():
             return "no checkpoint was written yet; lower the learning rate and start again"
-        step = torch.load(path, map_location="cpu", weights_only=False)["state"]["step"]
+        try:
+            step = load_checkpoint(path)["state"].get("step", "?")
+        except HotrecError as e:
+            return f"the checkpoint is not usable ({e}); start again with a lower learning rate"
         return (
             f"last good checkpoint: {path} (step {step}); lower the learning rate or resume from it"
         )

@@ -1,0 +1,144 @@
+"""Files from elsewhere are data, never code: safe tensor loading and checksums.
+
+Every tensor file is read with ``torch.load(weights_only=True)``, which unpickles only
+tensors and plain containers, so a crafted file cannot run code; anything else is refused
+with one line naming the file. Checksums (BLAKE2b) catch what a zip or .npy header does not:
+a flipped bit inside tensor or array data.
+
+- ``structure_digest(obj)``: a digest over a nested dict/list of tensors and JSON values,
+  stored inside a checkpoint beside what it covers and checked when it is loaded.
+- ``write_checksums(dir, files)`` / ``verify_checksums(dir)``: a ``checksums.json`` of
+  per-file digests, written when a dataset or an artifact is made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+from hotrec.errors import HotrecError
+
+CHECKSUMS = "checksums.json"
+ALGORITHM = "blake2b"
+_CHUNK = 1 << 22
+
+
+def load_tensors(path: Path, what: str = "file"):
+    """``torch.load`` that never executes code from the file; one-line errors naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise HotrecError(f"no {what} at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise HotrecError(
+            f"{path} holds more than tensors and plain values; refused, nothing from it was "
+            f"run ({first[:160]})"
+        ) from None
+    except Exception as e:  # a truncated or damaged zip
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise HotrecError(f"{path} is not a readable {what} (damaged?): {first[:200]}") from None
+
+
+def _tensor_bytes(t: torch.Tensor) -> memoryview:
+    flat = t.detach().cpu().contiguous().reshape(-1)
+    if flat.numel() == 0:
+        return memoryview(b"")
+    return memoryview(flat.view(torch.uint8).numpy())
+
+
+def _feed(h, obj, path: str) -> None:
+    h.update(path.encode())
+    if isinstance(obj, torch.Tensor):
+        h.update(f"T{obj.dtype}{tuple(obj.shape)}".encode())
+        h.update(_tensor_bytes(obj))
+    elif isinstance(obj, dict):
+        h.update(b"D%d" % len(obj))
+        for key in sorted(obj, key=repr):
+            _feed(h, obj[key], f"{path}/{key!r}")
+    elif isinstance(obj, (list, tuple)):
+        h.update(b"L%d" % len(obj))
+        for i, item in enumerate(obj):
+            _feed(h, item, f"{path}[{i}]")
+    else:
+        h.update(f"V{type(obj).__name__}:{obj!r}".encode())
+
+
+def structure_digest(obj) -> str:
+    """BLAKE2b over every key, value and tensor byte of a nested structure."""
+    h = hashlib.blake2b(digest_size=20)
+    _feed(h, obj, "")
+    return h.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_checksums(root: Path, files: Iterable[str]) -> None:
+    """``root/checksums.json``: the digest of each file (paths relative to root)."""
+    root = Path(root)
+    digests = {name: file_digest(root / name) for name in sorted(files)}
+    body = {"algorithm": ALGORITHM, "files": digests}
+    tmp = root / f".{CHECKSUMS}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(body, indent=2) + "\n")
+    os.replace(tmp, root / CHECKSUMS)
+
+
+def read_checksums(root: Path) -> dict[str, str] | None:
+    """The recorded digests, or None when the directory has no checksums.json."""
+    file = Path(root) / CHECKSUMS
+    if not file.is_file():
+        return None
+    try:
+        body = json.loads(file.read_text())
+        files = body["files"]
+        if body.get("algorithm") != ALGORITHM or not isinstance(files, dict):
+            raise ValueError("unknown layout")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+            raise ValueError("non-string entries")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise HotrecError(f"{file} is damaged: {e}") from None
+    return files
+
+
+def verify_file(root: Path, name: str, recorded: dict[str, str] | None) -> None:
+    """Check one file against the recorded digests (nothing to check without a record)."""
+    if recorded is None:
+        return
+    if name not in recorded:
+        raise HotrecError(f"{Path(root) / name} is not listed in {Path(root) / CHECKSUMS}")
+    if file_digest(Path(root) / name) != recorded[name]:
+        raise HotrecError(
+            f"{Path(root) / name} does not match its checksum in {CHECKSUMS}: the file is "
+            "corrupt or was changed"
+        )
+
+
+def verify_checksums(root: Path, progress=None, missing_ok: bool = False) -> list[str]:
+    """Check every recorded file; returns the names checked. Raises on the first mismatch,
+    and on a missing file unless missing_ok (the reader then says what the file was for)."""
+    root = Path(root)
+    recorded = read_checksums(root)
+    if recorded is None:
+        raise HotrecError(f"{root} has no {CHECKSUMS}: nothing to verify against")
+    for name in recorded:
+        if not (root / name).is_file():
+            if missing_ok:
+                continue
+            raise HotrecError(f"{root / name} is listed in {CHECKSUMS} but missing")
+        verify_file(root, name, recorded)
+        if progress is not None:
+            progress(name)
+    return list(recorded)

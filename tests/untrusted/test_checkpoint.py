@@ -1,0 +1,109 @@
+"""Checkpoints from elsewhere: a crafted pickle never runs, damage is refused in one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from hotrec.cli.main import main
+from hotrec.training import runlog
+from tests.untrusted.helpers import flip_bytes, one_line_error, tensor_data_offset
+
+
+class Payload:
+    """Unpickling this calls Path.touch(marker): the stand-in for os.system."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    from tests.conftest import write_toy_dataset
+
+    root = tmp_path_factory.mktemp("ckpt")
+    data = write_toy_dataset(root / "ds", rows=600)
+    run = root / "run"
+    argv = ["train", "--data", str(data), "--preset", "tiny", "--run-dir", str(run)]
+    assert main(argv + ["--max-steps", "6"]) == 0
+    return run
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path):
+    import shutil
+
+    dst = tmp_path / "run"
+    shutil.copytree(trained_run, dst)
+    return dst
+
+
+def _craft(run: Path, marker: Path) -> None:
+    """Replace the checkpoint by one whose pickle calls a function when loaded."""
+    state = torch.load(run / runlog.CHECKPOINT, weights_only=True)
+    state["state"]["evil"] = Payload(marker)
+    torch.save(state, run / runlog.CHECKPOINT)
+
+
+@pytest.mark.parametrize("command", ["eval", "resume"])
+def test_a_crafted_checkpoint_runs_no_code(run_copy, tmp_path, capsys, command):
+    marker = tmp_path / "pwned"
+    _craft(run_copy, marker)
+    argv = ["eval", str(run_copy)] if command == "eval" else ["train", "--resume", str(run_copy)]
+    one_line_error(capsys, argv, "checkpoint.pt", "refused")
+    assert not marker.exists()
+
+
+def test_negative_control_the_crafted_file_does_run_code_when_fully_unpickled(run_copy, tmp_path):
+    marker = tmp_path / "pwned"
+    _craft(run_copy, marker)
+    torch.load(run_copy / runlog.CHECKPOINT, weights_only=False)  # what main used to do
+    assert marker.exists()
+
+
+def test_a_flipped_bit_in_tensor_data_is_detected(run_copy, capsys):
+    path = run_copy / runlog.CHECKPOINT
+    before = (run_copy / runlog.METRICS).read_text()
+    flip_bytes(path, tensor_data_offset(path, b"data/0") + 3)
+    one_line_error(capsys, ["eval", str(run_copy)], "checkpoint.pt", "checksum")
+    one_line_error(capsys, ["train", "--resume", str(run_copy)], "checksum")
+    assert (run_copy / runlog.METRICS).read_text() == before  # nothing already written lost
+
+
+def test_torch_itself_does_not_notice_the_flip(run_copy):
+    """Negative control: why the checksum exists."""
+    path = run_copy / runlog.CHECKPOINT
+    good = torch.load(path, weights_only=True)
+    flip_bytes(path, tensor_data_offset(path, b"data/0") + 3)
+    bad = torch.load(path, weights_only=True)
+    first = next(iter(good["model"]))
+    assert not torch.equal(good["model"][first], bad["model"][first])
+
+
+@pytest.mark.parametrize("keep", [0, 100, 0.5])
+def test_a_truncated_checkpoint_is_one_line(run_copy, capsys, keep):
+    path = run_copy / runlog.CHECKPOINT
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)] if isinstance(keep, float) else data[:keep])
+    one_line_error(capsys, ["eval", str(run_copy)], "checkpoint.pt")
+
+
+def test_a_checkpoint_without_checksum_or_sections_is_refused(run_copy, capsys):
+    path = run_copy / runlog.CHECKPOINT
+    torch.save({"model": {}, "state": {}}, path)
+    one_line_error(capsys, ["eval", str(run_copy)], "not a hotrec checkpoint")
+    torch.save([torch.zeros(3)], path)
+    one_line_error(capsys, ["eval", str(run_copy)], "not a hotrec checkpoint")
+
+
+def test_a_damaged_config_json_is_one_line(run_copy, capsys):
+    (run_copy / runlog.CONFIG).write_text('{"model": ')
+    one_line_error(capsys, ["eval", str(run_copy)], "config.json")
+    (run_copy / runlog.CONFIG).write_text(json.dumps({"train": {"epochs": "many"}}))
+    one_line_error(capsys, ["eval", str(run_copy)])
