@@ -56,7 +56,7 @@ def test_damaged_datasets_are_one_line_errors(tmp_path):
     out = write(tmp_path / "d")
     arr = out / "train" / "sparse.npy"
     arr.write_bytes(arr.read_bytes()[:-8])  # truncated
-    with pytest.raises(HotrecError, match="damaged dataset split"):
+    with pytest.raises(HotrecError, match="sparse.npy: damaged dataset array"):
         open_dataset(out).split("train")
     meta = json.loads((out / "meta.json").read_text())
     del meta["schema"]

@@ -69,5 +69,5 @@ def test_empty_split_and_corrupt_ids(tmp_path):
     with open(ds.path / "train" / "sparse.npy", "r+b") as f:  # last value: C's id 0 -> 7
         f.seek(-ds.split("train").sparse.itemsize, 2)
         f.write(np.array([7], ds.split("train").sparse.dtype).tobytes())
-    with pytest.raises(HotrecError, match="table C: id 7 outside 0..0"):
+    with pytest.raises(HotrecError, match="table C holds id 7, outside its 1 rows"):
         skew_summary(ds, max_rows=None)

@@ -64,9 +64,11 @@ class BatchLoader:
 
 def make_batch(arrays: SplitArrays, rows: slice | np.ndarray, pin_memory: bool = False) -> Batch:
     """Rows of a split (a slice: zero-copy view until converted; or an index array) as a Batch."""
+    ids = arrays.sparse[rows].astype(np.int64)
+    arrays.check_ids(ids, rows)
     batch = Batch(
         dense=torch.from_numpy(np.asarray(arrays.dense[rows], dtype=np.float32).copy()),
-        sparse=torch.from_numpy(arrays.sparse[rows].astype(np.int64)),
+        sparse=torch.from_numpy(ids),
         label=torch.from_numpy(np.asarray(arrays.label[rows], dtype=np.float32).copy()),
     )
     return batch.pin_memory() if pin_memory else batch

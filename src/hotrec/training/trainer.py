@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from hotrec.config import RunConfig, config_from_dict
-from hotrec.data.format import Dataset, open_dataset
+from hotrec.data.format import SPLITS, Dataset, open_dataset
 from hotrec.data.loader import BatchLoader
 from hotrec.embeddings.describe import describe, lookup_ms
 from hotrec.errors import HotrecError
@@ -110,6 +110,9 @@ class Trainer:
         self.dataset = dataset or open_dataset(cfg.data.path)
         if not self.dataset.has_split("train"):
             raise HotrecError(f"{self.dataset.path} has no training rows: nothing to train on")
+        for split in SPLITS:  # every split validated before anything is written or trained
+            if self.dataset.has_split(split):
+                self.dataset.split(split)
         self.device = resolve_device(cfg.train.device)
         autocast(self.device, cfg.train.precision)  # validates the option early
         if cfg.train.threads > 0:
