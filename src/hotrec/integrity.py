@@ -142,3 +142,23 @@ def verify_checksums(root: Path, progress=None, missing_ok: bool = False) -> lis
         if progress is not None:
             progress(name)
     return list(recorded)
+
+
+def non_finite_entry(obj, path: str = "") -> str | None:
+    """The key path of the first floating-point tensor in a nested structure that holds a NaN
+    or an infinity, or None when every value is finite."""
+    if isinstance(obj, torch.Tensor):
+        if obj.is_floating_point() and obj.numel() and not bool(torch.isfinite(obj).all()):
+            return path or "tensor"
+        return None
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, (list, tuple)):
+        items = enumerate(obj)
+    else:
+        return None
+    for key, value in items:
+        found = non_finite_entry(value, f"{path}/{key}" if path else str(key))
+        if found:
+            return found
+    return None

@@ -42,7 +42,7 @@ def test_artifact_holds_every_representation_and_reloads_it(tmp_path):
     for name in ("table", "qr"):
         run = json.loads((tmp_path / "run" / name / "config.json").read_text())
         assert run["model"]["embedding"] == name
-        ckpt = torch.load(tmp_path / "run" / name / "checkpoint.pt", weights_only=False)
+        ckpt = torch.load(tmp_path / "run" / name / "checkpoint.pt", weights_only=True)
         model = art.models[name]
         for key, value in ckpt["model"].items():
             assert torch.equal(model.state_dict()[key], value), key

@@ -80,7 +80,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, toy_data
     trainer.step = step
     with pytest.raises(NonFiniteLoss, match=r"loss became nan at step 10.*step 7"):
         trainer.fit()
-    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert ckpt["state"]["step"] == 7
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     assert not list((tmp_path / "run").glob(".*tmp*"))

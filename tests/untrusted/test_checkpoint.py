@@ -107,3 +107,38 @@ def test_a_damaged_config_json_is_one_line(run_copy, capsys):
     one_line_error(capsys, ["eval", str(run_copy)], "config.json")
     (run_copy / runlog.CONFIG).write_text(json.dumps({"train": {"epochs": "many"}}))
     one_line_error(capsys, ["eval", str(run_copy)])
+
+
+def test_nan_in_the_data_file_names_the_file_and_row(tmp_path, capsys):
+    import numpy as np
+
+    from tests.conftest import write_toy_dataset
+
+    data = write_toy_dataset(tmp_path / "ds", rows=600)
+    dense = np.load(data / "train" / "dense.npy", mmap_mode="r+")
+    dense[200, 1] = np.nan
+    dense.flush()
+    del dense
+    argv = ["train", "--data", str(data), "--preset", "tiny", "--run-dir", str(tmp_path / "r")]
+    err = one_line_error(capsys, argv, "train/dense.npy row 200 column 1", "fix the data")
+    assert "learning rate" not in err
+
+
+def test_a_checkpoint_with_nan_parameters_is_not_restored(run_copy, capsys):
+    from hotrec.training.checkpoint import load_checkpoint, save_checkpoint
+
+    path = run_copy / runlog.CHECKPOINT
+    state = load_checkpoint(path)
+    name = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][name][0] = float("nan")
+    save_checkpoint(path, state)  # a valid digest over NaN values
+    one_line_error(capsys, ["train", "--resume", str(run_copy)], name, "NaN")
+    one_line_error(capsys, ["eval", str(run_copy)], name)
+
+
+def test_a_nan_loss_from_the_learning_rate_says_so(tmp_path, capsys):
+    from tests.conftest import write_toy_dataset
+
+    data = write_toy_dataset(tmp_path / "ds", rows=600)
+    argv = ["train", "--data", str(data), "--preset", "tiny", "--run-dir", str(tmp_path / "r")]
+    one_line_error(capsys, argv + ["--lr", "1e30"], "learning rate")

@@ -26,7 +26,13 @@ import torch
 
 from hotrec.config import ModelConfig, RunConfig, config_from_dict
 from hotrec.errors import HotrecError
-from hotrec.integrity import CHECKSUMS, load_tensors, verify_checksums, write_checksums
+from hotrec.integrity import (
+    CHECKSUMS,
+    load_tensors,
+    non_finite_entry,
+    verify_checksums,
+    write_checksums,
+)
 from hotrec.models.builders import build_dlrm
 from hotrec.models.dlrm import DLRM
 from hotrec.types import Schema
@@ -174,6 +180,9 @@ def load_artifact(
         model_cfg = config_from_dict({**manifest["config"], "model": info.get("model")}).model
         model = build_dlrm(schema, model_cfg, config.optim, config.train.seed)
         state = load_tensors(path / f"{name}.pt", "model file")
+        bad = non_finite_entry(state)
+        if bad:
+            raise HotrecError(f"{path}/{name}.pt: tensor {bad} holds NaN or infinite values")
         try:
             model.load_state_dict(state)
         except (RuntimeError, TypeError, AttributeError, KeyError) as e:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -185,15 +184,22 @@ class HotSet:
                 version = int(z["format_version"])
                 if version != FORMAT_VERSION:
                     raise HotrecError(f"{path}: unsupported hot-set format {version}")
-                return cls(
+                fields = (
                     z["rows"],
                     z["table_offsets"],
-                    z["table_rows"].tolist(),
+                    z["table_rows"],
                     z["table_names"].tolist(),
                     json.loads(str(z["stats"])),
                 )
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-            raise HotrecError(f"{path} is not a hotrec hot-set file ({e})") from None
+        except HotrecError:
+            raise
+        except Exception as e:  # zip, npy, JSON or key errors of a damaged file
+            raise HotrecError(
+                f"{path} is not a hotrec hot-set file ({type(e).__name__}: {e})"
+            ) from None
+        _check_fields(path, *fields)
+        rows, offsets, table_rows, names, stats = fields
+        return cls(rows, offsets, table_rows.tolist(), names, stats)
 
     def _slots_torch(self, global_ids: torch.Tensor) -> torch.Tensor:
         ids = global_ids.long().contiguous()
@@ -207,6 +213,28 @@ class HotSet:
         if device not in self._device_rows:
             self._device_rows[device] = torch.from_numpy(self.rows).to(device)
         return self._device_rows[device]
+
+
+def _check_fields(path, rows, offsets, table_rows, names, stats) -> None:
+    """A hot set's arrays are consistent: sorted unique ids inside the tables it names."""
+
+    def bad(what: str) -> HotrecError:
+        return HotrecError(f"{path} is damaged: {what}; rerun 'hotrec profile'")
+
+    for name, a in (("rows", rows), ("table_offsets", offsets), ("table_rows", table_rows)):
+        if a.ndim != 1 or a.dtype.kind not in "iu":
+            raise bad(f"{name} is {a.dtype} {a.shape}, not a list of integers")
+    if len(table_rows) != len(offsets) or len(names) != len(table_rows):
+        raise bad("tables, offsets and names differ in number")
+    if (table_rows < 1).any() or not np.array_equal(
+        offsets, np.concatenate([[0], np.cumsum(table_rows)[:-1]]).astype(offsets.dtype)
+    ):
+        raise bad("table offsets do not follow the table sizes")
+    total = int(table_rows.sum())
+    if len(rows) and (rows[0] < 0 or rows[-1] >= total or (np.diff(rows) <= 0).any()):
+        raise bad(f"hot rows are not sorted unique ids in 0..{total - 1}")
+    if not isinstance(stats, dict):
+        raise bad("stats is not an object")
 
 
 def _lookup_share_per_table(profiler: PopularityProfiler, hot_rows: np.ndarray) -> dict:

@@ -4,7 +4,8 @@ batcher. All decisions live in the policy, all queueing in the batcher.
   POST /predict   one query -> its predictions (200); 413 over --max-items items (or body
                   bytes, counted also for chunked bodies); 422 malformed JSON, wrong feature
                   counts, ids out of range; 503 + Retry-After (seconds until the queue is
-                  predicted to drain) when the queue is full or the query would miss the target
+                  predicted to drain) when the queue is full or the query would miss the target;
+                  500 when the model gives a non-finite prediction (never a 200 with nulls)
   GET  /healthz   liveness and queue depth
   GET  /info      paths with their accuracy, policy, target, schema, dataset
   GET  /metrics   Prometheus text
@@ -20,6 +21,7 @@ from __future__ import annotations
 import time
 from contextlib import asynccontextmanager
 
+import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -125,6 +127,10 @@ def create_app(
             headers = {"Retry-After": str(e.retry_after_s)}
             raise HTTPException(503, f"overloaded: {e.reason}", headers=headers) from None
         answer = await future
+        if not np.isfinite(answer.predictions).all():  # never a 200 with null predictions
+            raise HTTPException(
+                500, f"path {answer.path} gave a non-finite prediction; the model is damaged"
+            )
         latency = time.perf_counter() - t0
         metrics.latency.observe(latency)
         if latency * 1e3 <= target_ms:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from hotrec.errors import HotrecError
-from hotrec.integrity import load_tensors, structure_digest
+from hotrec.integrity import load_tensors, non_finite_entry, structure_digest
 
 DIGEST_KEY = "blake2b"
 
@@ -46,4 +46,7 @@ def load_checkpoint(path: Path) -> dict:
     for key in ("model", "state"):
         if not isinstance(body.get(key), dict):
             raise HotrecError(f"{path} is not a hotrec checkpoint (no {key!r} section)")
+    bad = non_finite_entry({"model": body["model"], "optimizer": body.get("dense_optimizer")})
+    if bad:
+        raise HotrecError(f"{path}: tensor {bad} holds NaN or infinite values; not usable")
     return body

@@ -19,6 +19,7 @@ from hotrec.data.format import SPLITS, Dataset, open_dataset
 from hotrec.data.loader import BatchLoader
 from hotrec.embeddings.describe import describe, lookup_ms
 from hotrec.errors import HotrecError
+from hotrec.integrity import non_finite_entry
 from hotrec.models.builders import build_dlrm
 from hotrec.models.dlrm import DLRM
 from hotrec.progress import make_progress
@@ -202,7 +203,7 @@ class Trainer:
                             loss = self.step(batch)
                         except NonFiniteLoss as e:
                             log.write({"kind": "error", "step": st.step + 1, "error": str(e)})
-                            raise NonFiniteLoss(f"{e}; {self._last_good()}") from None
+                            raise NonFiniteLoss(f"{e}; {self._why_non_finite(batch)}") from None
                         st.batch, st.samples = st.batch + 1, st.samples + len(batch)
                         if loss is None:  # every input of the batch filtered out (slipstream)
                             if interrupted.is_set() or (should_stop and should_stop(st)):
@@ -288,17 +289,46 @@ class Trainer:
             log.write({**record, "final": True})
         return record
 
+    def _why_non_finite(self, batch) -> str:
+        """Non-finite inputs (named by file and row), else non-finite parameters, else the
+        learning rate: with the last good checkpoint to go back to."""
+        dense = getattr(batch, "dense", None)
+        if isinstance(dense, torch.Tensor) and not bool(torch.isfinite(dense).all()):
+            where = _first_non_finite_row(self.dataset.split("train"), self.dataset.path)
+            return f"{where}; fix the data or prepare it again ({self._last_good()})"
+        bad = non_finite_entry(dict(self.model.named_parameters()))
+        if bad:
+            return (
+                f"parameter {bad} became NaN or infinite: lower the learning rate and resume "
+                f"from the {self._last_good()}"
+            )
+        return f"lower the learning rate and resume from the {self._last_good()}"
+
     def _last_good(self) -> str:
         path = self.run_dir / runlog.CHECKPOINT
         if not path.exists():
-            return "no checkpoint was written yet; lower the learning rate and start again"
+            return "last good checkpoint: none was written yet"
         try:
             step = load_checkpoint(path)["state"].get("step", "?")
         except HotrecError as e:
-            return f"the checkpoint is not usable ({e}); start again with a lower learning rate"
-        return (
-            f"last good checkpoint: {path} (step {step}); lower the learning rate or resume from it"
-        )
+            return f"last good checkpoint: none, the saved one is not usable: {e}"
+        return f"last good checkpoint: {path} (step {step})"
+
+
+def _first_non_finite_row(arrays, dataset: Path) -> str:
+    """The first non-finite dense value of the training split: file, row and column."""
+    chunk = 1 << 18
+    for a in range(0, len(arrays), chunk):
+        block = np.asarray(arrays.dense[a : a + chunk])
+        bad = ~np.isfinite(block)
+        if bad.any():
+            row, col = (int(x[0]) for x in np.nonzero(bad))
+            count = int(bad.any(axis=1).sum())
+            return (
+                f"the input is not finite: {dataset}/train/dense.npy row {a + row} column {col} "
+                f"holds {block[row, col]} ({count} such rows in rows {a}..{a + len(block) - 1})"
+            )
+    return "the batch's dense values were not finite"
 
 
 def start_run(cfg: RunConfig, run_dir: Path, overwrite: bool = False) -> Trainer:
