@@ -124,7 +124,7 @@ def load_config(preset: str | None = None, overrides: list[str] | None = None) -
             )
         try:
             raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as e:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise HotrecError(f"{path}: invalid TOML: {e}") from None
     for item in overrides or []:
         section, key, value = _parse_override(item)
@@ -134,10 +134,15 @@ def load_config(preset: str | None = None, overrides: list[str] | None = None) -
 
 def config_from_dict(raw: dict) -> RunConfig:
     """Build a RunConfig from nested dicts, rejecting unknown sections and keys."""
+    if not isinstance(raw, dict):
+        raise HotrecError(f"a config is a table of sections, got {type(raw).__name__}")
     parts = {}
     for f in dataclasses.fields(RunConfig):
         cls = typing.get_type_hints(RunConfig)[f.name]
-        parts[f.name] = _build(cls, raw.get(f.name, {}), f.name)
+        section = raw.get(f.name, {})
+        if not isinstance(section, dict):
+            raise HotrecError(f"config section {f.name} is a {type(section).__name__}, not a table")
+        parts[f.name] = _build(cls, section, f.name)
     unknown = set(raw) - set(parts)
     if unknown:
         raise HotrecError(f"unknown config section(s): {', '.join(sorted(unknown))}")

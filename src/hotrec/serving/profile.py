@@ -108,7 +108,7 @@ class Profile:
             raise HotrecError(f"{path} not found: write it with `hotrec serve-profile`")
         try:
             return cls.from_dict(json.loads(path.read_text()))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
             raise HotrecError(f"{path} is not a serving profile ({e})") from None
 
 
