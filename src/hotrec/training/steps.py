@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from hotrec.errors import HotrecError
 from hotrec.types import Batch
+
+if TYPE_CHECKING:
+    from hotrec.training.context import StepContext
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -29,18 +33,18 @@ def select(batch: Batch, mask: torch.Tensor) -> Batch:
     return Batch(batch.dense[mask], batch.sparse[mask], batch.label[mask])
 
 
-def train_step(trainer, micro_batches: list[Batch], step_number: int) -> float:
+def train_step(ctx: StepContext, micro_batches: list[Batch]) -> float:
     """One optimizer step over micro-batches of one mini-batch.
 
     The loss is the mean BCE over all their samples (sum / total), so splitting a mini-batch
     into micro-batches does not change the gradient. Raises NonFiniteLoss before any update.
     """
-    model, timer = trainer.model, trainer.timer
+    model, timer, step_number = ctx.model, ctx.timer, ctx.step + 1
     total = sum(len(b) for b in micro_batches)
     with timer.enclosing("mlp"):
         losses = []
         for b in micro_batches:
-            with autocast(trainer.device, trainer.cfg.train.precision):
+            with autocast(ctx.device, ctx.precision):
                 logits = model(b.dense, b.sparse)
             reduction = "mean" if len(micro_batches) == 1 else "sum"
             losses.append(
@@ -51,9 +55,9 @@ def train_step(trainer, micro_batches: list[Batch], step_number: int) -> float:
         if not math.isfinite(value):
             model.embeddings.zero_grad_pending()
             raise NonFiniteLoss(f"loss became {value} at step {step_number}")
-        trainer.dense_opt.zero_grad(set_to_none=True)
+        ctx.dense_opt.zero_grad(set_to_none=True)
         loss.backward()
     with timer.section("optimizer"):
-        trainer.dense_opt.step()
+        ctx.dense_opt.step()
         model.embeddings.step()
     return value

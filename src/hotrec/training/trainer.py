@@ -25,6 +25,7 @@ from hotrec.models.dlrm import DLRM
 from hotrec.progress import make_progress
 from hotrec.training import runlog
 from hotrec.training.checkpoint import load_checkpoint, save_checkpoint
+from hotrec.training.context import StepContext
 from hotrec.training.metrics import binary_metrics
 from hotrec.training.optim import build_dense_optimizer
 from hotrec.training.schedules import make_schedule
@@ -129,8 +130,23 @@ class Trainer:
         )
         self.state = TrainState()
         self.timer = StepTimer(self.device)
+        self.ctx = StepContext(
+            model=self.model,
+            device=self.device,
+            dense_opt=self.dense_opt,
+            timer=self.timer,
+            precision=cfg.train.precision,
+            placement=cfg.placement,
+            data=cfg.data,
+            seed=cfg.train.seed,
+            train=self.dataset.split("train"),
+            loader=self.train_loader,
+            feature_names=[t.name for t in self.dataset.schema.tables],
+            embedding=cfg.model.embedding,
+            embedding_dim=cfg.model.embedding_dim,
+        )
         self.schedule = make_schedule(cfg.placement.schedule, cfg.placement.slipstream)
-        self.schedule.attach(self)
+        self.schedule.attach(self.ctx)
         self.timer.watch(self.model.embeddings, "embedding")
 
     # -- checkpoints -------------------------------------------------------------------------
@@ -175,6 +191,7 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------
     def step(self, batch) -> float:
         """One optimizer step on one batch, the way the schedule runs it."""
+        self.ctx.step = self.state.step
         return self.schedule.step(batch)
 
     def fit(self, should_stop: Callable[[TrainState], bool] | None = None) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from hotrec.embeddings.parts import row_part
+from hotrec.training.context import StepContext
 from hotrec.training.steps import train_step
 from hotrec.types import Batch
 
@@ -12,7 +12,7 @@ from hotrec.types import Batch
 class Schedule:
     """How batches flow through host and device for one training run.
 
-    attach(trainer) installs the embedding placement; batches(epoch, start) yields the items of
+    attach(ctx) installs the embedding placement; batches(epoch, start) yields the items of
     one epoch from position `start`; step(item) is one optimizer step; sync() makes the host
     rows current (before evaluation and checkpoints); reload() refreshes device copies after
     the host rows changed (a restored checkpoint); stats() reports traffic and shares.
@@ -20,14 +20,14 @@ class Schedule:
 
     name = "schedule"
 
-    def attach(self, trainer) -> None:
-        self.trainer = trainer
+    def attach(self, ctx: StepContext) -> None:
+        self.ctx = ctx
 
     def num_batches(self) -> int:
-        return len(self.trainer.train_loader)
+        return len(self.ctx.loader)
 
     def batches(self, epoch: int, start: int = 0) -> Iterator:
-        return self.trainer.train_loader.epoch(epoch, start)
+        return self.ctx.loader.epoch(epoch, start)
 
     def step(self, item) -> float:
         raise NotImplementedError
@@ -42,10 +42,10 @@ class Schedule:
         return {"schedule": self.name}
 
     def _step_on_device(self, micro_batches: list[Batch]) -> float:
-        t = self.trainer
-        with t.timer.section("transfer"):
-            moved = [b.to(t.device, non_blocking=True) for b in micro_batches]
-        return train_step(t, moved, t.state.step + 1)
+        ctx = self.ctx
+        with ctx.timer.section("transfer"):
+            moved = [b.to(ctx.device, non_blocking=True) for b in micro_batches]
+        return train_step(ctx, moved)
 
 
 class Baseline(Schedule):
@@ -54,14 +54,14 @@ class Baseline(Schedule):
 
     name = "baseline"
 
-    def attach(self, trainer) -> None:
-        super().attach(trainer)
-        trainer.model.embeddings.place(trainer.device)
+    def attach(self, ctx: StepContext) -> None:
+        super().attach(ctx)
+        ctx.model.embeddings.place(ctx.device)
 
     def step(self, item: Batch) -> float:
         return self._step_on_device([item])
 
     def stats(self) -> dict:
-        part = row_part(self.trainer.model.embeddings)
+        part = self.ctx.rows
         moved = part.moved_bytes if part is not None else 0
         return {"schedule": self.name, "h2d_bytes": moved, "d2h_bytes": moved}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from hotrec.embeddings.parts import row_part
 from hotrec.errors import HotrecError
 from hotrec.placement.bytesize import format_bytes
+from hotrec.training.context import StepContext
 from hotrec.training.schedules.base import Schedule
 from hotrec.types import Batch
 
@@ -16,20 +16,20 @@ HEADROOM = 0.85  # share of free device memory the tables may take (the rest: ML
 class DeviceOnly(Schedule):
     name = "device_only"
 
-    def attach(self, trainer) -> None:
-        super().attach(trainer)
-        emb = row_part(trainer.model.embeddings)
+    def attach(self, ctx: StepContext) -> None:
+        super().attach(ctx)
+        emb = ctx.rows
         if emb is None:  # no rows (dhe): everything already runs on the device
             return
         need = emb.store.nbytes()
-        if trainer.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(trainer.device)
+        if ctx.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(ctx.device)
             if need > HEADROOM * free:
                 raise HotrecError(
                     f"device_only: the tables need {format_bytes(need)} but the GPU has "
                     f"{format_bytes(free)} free; use --schedule fae or hotline"
                 )
-        emb.to(trainer.device)  # store, offsets and keys
+        emb.to(ctx.device)  # store, offsets and keys
         emb.out_device = None
 
     def step(self, item: Batch) -> float:

@@ -16,6 +16,7 @@ import numpy as np
 from hotrec.data.loader import IndexBatches
 from hotrec.embeddings.parts import numpy_keys
 from hotrec.progress import console
+from hotrec.training.context import StepContext
 from hotrec.training.schedules.base import Schedule
 from hotrec.training.schedules.placed import (
     Reprofiler,
@@ -65,20 +66,20 @@ def stream_batches(index: np.ndarray, batch_size: int) -> list[np.ndarray]:
 class FAE(Schedule):
     name = "fae"
 
-    def attach(self, trainer) -> None:
-        super().attach(trainer)
-        self.hotset = obtain_hotset(trainer)
-        self.routed = install_routing(trainer, self.hotset)
-        arrays = trainer.dataset.split("train")
+    def attach(self, ctx: StepContext) -> None:
+        super().attach(ctx)
+        self.hotset = obtain_hotset(ctx)
+        self.routed = install_routing(ctx, self.hotset)
+        arrays = ctx.train
         offsets = self.routed.offsets.numpy()
         keys = numpy_keys(self.routed)
         hot = classify_inputs(arrays.sparse, offsets, self.hotset.slot_map(), keys)
-        d = trainer.cfg.data
+        d = ctx.data
         self.hot_batches = stream_batches(np.flatnonzero(hot), d.batch_size)
         self.cold_batches = stream_batches(np.flatnonzero(~hot), d.batch_size)
         self.hot_inputs, self.inputs = int(hot.sum()), len(hot)
-        self.loader = IndexBatches(arrays, d.prefetch, trainer.device.type == "cuda")
-        self.reprofiler = Reprofiler(trainer.cfg.placement.reprofile_every, self.hotset.capacity)
+        self.loader = IndexBatches(arrays, d.prefetch, ctx.device.type == "cuda")
+        self.reprofiler = Reprofiler(ctx.placement.reprofile_every, self.hotset.capacity)
         self.on_device = True  # replica holds the current hot rows (pulled at install)
         self.host_changed = False  # a cold batch ran since the last pull
         console.print(
@@ -91,13 +92,13 @@ class FAE(Schedule):
 
     def epoch_order(self, epoch: int) -> list[np.ndarray]:
         """Index batches of one epoch: each stream's batches permuted (seeded), then interleaved."""
-        cfg = self.trainer.cfg
+        ctx = self.ctx
         hot, cold = self.hot_batches, self.cold_batches
-        if cfg.data.shuffle:
-            rng = np.random.default_rng([cfg.train.seed, epoch])
+        if ctx.data.shuffle:
+            rng = np.random.default_rng([ctx.seed, epoch])
             hot = [hot[i] for i in rng.permutation(len(hot))]
             cold = [cold[i] for i in rng.permutation(len(cold))]
-        order = interleave(len(hot), len(cold), cfg.placement.fae_run_length)
+        order = interleave(len(hot), len(cold), ctx.placement.fae_run_length)
         return [hot[i] if is_hot else cold[i] for is_hot, i in order]
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
@@ -106,7 +107,7 @@ class FAE(Schedule):
     def step(self, item: Batch) -> float:
         ids = self.routed.global_ids(item.sparse)  # [B, K] global ids
         hot = bool((self.routed.slot_map[ids] >= 0).all())
-        with self.trainer.timer.section("sync"):
+        with self.ctx.timer.section("sync"):
             if hot and not self.on_device:
                 if self.host_changed:
                     self.routed.replica.pull()
@@ -118,16 +119,16 @@ class FAE(Schedule):
         self.host_changed |= not hot
         self.reprofiler.record(ids)
         loss = self._step_on_device([item])
-        if self.reprofiler.due(self.trainer.state.step + 1):
+        if self.reprofiler.due(self.ctx.step + 1):
             # Streams stay as classified at start; a batch no longer all-hot runs cold.
-            with self.trainer.timer.section("sync"):
+            with self.ctx.timer.section("sync"):
                 if self.reprofiler.swap(self.routed, push=self.on_device):
                     self.host_changed = False
         return loss
 
     def sync(self) -> None:
         if self.on_device:
-            with self.trainer.timer.section("sync"):
+            with self.ctx.timer.section("sync"):
                 self.routed.replica.push()
 
     def reload(self) -> None:

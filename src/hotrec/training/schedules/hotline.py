@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from hotrec.data.loader import prefetched
+from hotrec.training.context import StepContext
 from hotrec.training.schedules.base import Schedule
 from hotrec.training.schedules.placed import (
     Reprofiler,
@@ -51,24 +52,24 @@ class Prepared:
 class Hotline(Schedule):
     name = "hotline"
 
-    def attach(self, trainer) -> None:
-        super().attach(trainer)
-        self.hotset = obtain_hotset(trainer)
-        self.routed = install_routing(trainer, self.hotset)
+    def attach(self, ctx: StepContext) -> None:
+        super().attach(ctx)
+        self.hotset = obtain_hotset(ctx)
+        self.routed = install_routing(ctx, self.hotset)
         self.routed.on_cold_update = self._log_cold_update
-        self.lookahead = max(1, trainer.cfg.placement.lookahead)
+        self.lookahead = max(1, ctx.placement.lookahead)
         self.lock = threading.Lock()  # host rows: worker gathers vs main-thread updates
         self.routed.host_lock = self.lock
         self.seq = 0
         self.log: deque[tuple[int, torch.Tensor]] = deque(maxlen=self.lookahead + 8)
         self._updated: list[torch.Tensor] = []
-        self.side = torch.cuda.Stream(trainer.device) if trainer.device.type == "cuda" else None
+        self.side = torch.cuda.Stream(ctx.device) if ctx.device.type == "cuda" else None
         self.popular_samples = self.samples = self.patched_rows = self.regathered = 0
-        self.reprofiler = Reprofiler(trainer.cfg.placement.reprofile_every, self.hotset.capacity)
+        self.reprofiler = Reprofiler(ctx.placement.reprofile_every, self.hotset.capacity)
         self.generation = 0
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[Prepared]:
-        base = self.trainer.train_loader.epoch(epoch, start)
+        base = self.ctx.loader.epoch(epoch, start)
         return prefetched(self.prepare, base, self.lookahead)
 
     def prepare(self, batch: Batch) -> Prepared:
@@ -83,13 +84,13 @@ class Hotline(Schedule):
         prepared = Prepared(batch, hot.all(dim=1), cold_rows, values, seq, generation)
         if self.side is not None:
             with torch.cuda.stream(self.side):
-                prepared.values = values.pin_memory().to(self.trainer.device, non_blocking=True)
+                prepared.values = values.pin_memory().to(self.ctx.device, non_blocking=True)
                 prepared.ready = torch.cuda.Event()
                 prepared.ready.record(self.side)
         return prepared
 
     def step(self, item: Batch | Prepared) -> float:
-        t = self.trainer
+        t = self.ctx
         if isinstance(item, Batch):  # called without the pipeline: gather now
             item = self.prepare(item)
         elif item.generation != self.generation:  # split made with an older hot set
@@ -108,13 +109,13 @@ class Hotline(Schedule):
         with t.timer.section("transfer"):
             micro = [b.to(t.device, non_blocking=True) for b in micro]
         self._updated.clear()
-        loss = train_step(t, micro, t.state.step + 1)
+        loss = train_step(t, micro)
         self.seq += 1  # after this step's host writes: a gather reading seq sees them
         if self._updated:
             self.log.append((self.seq, torch.unique(torch.cat(self._updated))))
         self.routed.prefetched = None
         self.reprofiler.record(self.routed.global_ids(item.batch.sparse))
-        if self.reprofiler.due(t.state.step + 1):
+        if self.reprofiler.due(t.step + 1):
             with t.timer.section("sync"):
                 self.generation += int(self.reprofiler.swap(self.routed))
         self.popular_samples += int(popular.sum())
@@ -142,7 +143,7 @@ class Hotline(Schedule):
             self.regathered += int(missing)
 
     def sync(self) -> None:
-        with self.trainer.timer.section("sync"):
+        with self.ctx.timer.section("sync"):
             self.routed.replica.push()
 
     def reload(self) -> None:

@@ -6,37 +6,37 @@ import numpy as np
 import torch
 from torch import nn
 
-from hotrec.embeddings.parts import numpy_keys, row_part, set_row_part
+from hotrec.embeddings.parts import numpy_keys, set_row_part
 from hotrec.errors import HotrecError
 from hotrec.placement.hot_cold import DeviceReplica, RoutedEmbedding
 from hotrec.placement.hotset import HotSet
 from hotrec.placement.popularity import PopularityProfiler, parse_bytes
 from hotrec.progress import console
+from hotrec.training.context import StepContext
 
 
-def rows_to_place(trainer) -> nn.Module:
+def rows_to_place(ctx: StepContext) -> nn.Module:
     """The model's row part, or a one-line error for a representation without rows."""
-    part = row_part(trainer.model.embeddings)
+    part = ctx.rows
     if part is None:
         raise HotrecError(
-            f"--schedule {trainer.cfg.placement.schedule} places embedding rows, but the "
-            f"{trainer.cfg.model.embedding!r} representation has none: use --schedule baseline"
+            f"--schedule {ctx.placement.schedule} places embedding rows, but the "
+            f"{ctx.embedding!r} representation has none: use --schedule baseline"
         )
     return part
 
 
-def obtain_hotset(trainer) -> HotSet:
+def obtain_hotset(ctx: StepContext) -> HotSet:
     """The configured hot set file, or a profile of the training split under the budget."""
-    p, part = trainer.cfg.placement, rows_to_place(trainer)
-    dim = trainer.cfg.model.embedding_dim
+    p, part = ctx.placement, rows_to_place(ctx)
+    dim = ctx.embedding_dim
     if p.hotset:
         hotset = HotSet.load(p.hotset)
         hotset.check_compatible(part.table_rows, dim)
         return hotset
-    names = _table_names(trainer, part)
-    profiler = PopularityProfiler(p.sample_fraction, trainer.cfg.train.seed)
-    sparse = trainer.dataset.split("train").sparse
-    profiler.fit(sparse, part.table_rows, names, keys=numpy_keys(part))
+    names = _table_names(ctx, part)
+    profiler = PopularityProfiler(p.sample_fraction, ctx.seed)
+    profiler.fit(ctx.train.sparse, part.table_rows, names, keys=numpy_keys(part))
     hotset = HotSet.from_profile(profiler, parse_bytes(p.hot_budget), dim)
     s = hotset.stats
     console.print(
@@ -47,22 +47,22 @@ def obtain_hotset(trainer) -> HotSet:
     return hotset
 
 
-def install_routing(trainer, hotset: HotSet) -> RoutedEmbedding:
+def install_routing(ctx: StepContext, hotset: HotSet) -> RoutedEmbedding:
     """Replace the model's table embedding by one that routes lookups to a hot-row replica.
 
     The store module is kept, so checkpoints have the same keys under every schedule."""
-    old = rows_to_place(trainer)
-    replica = DeviceReplica(old.store, hotset.rows, trainer.device)
+    old = rows_to_place(ctx)
+    replica = DeviceReplica(old.store, hotset.rows, ctx.device)
     replica.pull()
     slot_map = torch.from_numpy(hotset.slot_map())
-    routed = RoutedEmbedding(old.store, old.offsets, replica, slot_map, trainer.device, old.keys)
-    set_row_part(trainer.model, routed)
+    routed = RoutedEmbedding(old.store, old.offsets, replica, slot_map, ctx.device, old.keys)
+    set_row_part(ctx.model, routed)
     return routed
 
 
-def _table_names(trainer, part: nn.Module) -> list[str]:
+def _table_names(ctx: StepContext, part: nn.Module) -> list[str]:
     """Feature names for the profiler's messages; virtual tables are numbered."""
-    names = [t.name for t in trainer.dataset.schema.tables]
+    names = ctx.feature_names
     if len(names) == len(part.table_rows):
         return names
     return [f"table{t}" for t in range(len(part.table_rows))]

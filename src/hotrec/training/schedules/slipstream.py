@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from hotrec.placement.staleness import StalenessDetector
+from hotrec.training.context import StepContext
 from hotrec.training.schedules.base import Schedule
 from hotrec.training.schedules.hotline import Prepared
 from hotrec.training.steps import select
@@ -27,15 +28,15 @@ class Slipstream(Schedule):
         self.base = base
         self.name = f"{base.name}+slipstream"
 
-    def attach(self, trainer) -> None:
-        super().attach(trainer)
-        self.base.attach(trainer)
-        p = trainer.cfg.placement
+    def attach(self, ctx: StepContext) -> None:
+        super().attach(ctx)
+        self.base.attach(ctx)
+        p = ctx.placement
         self.detector = StalenessDetector(
             p.slipstream_target, p.slipstream_tolerance, p.slipstream_alpha or None
         )
         self.mode = p.slipstream_mode
-        self.skipped = self.seen_hot = 0
+        self.skipped = self.seen_hot = self.consumed = 0
         self.epochs: list[dict] = []
 
     # -- the epoch's plan ------------------------------------------------------------------------
@@ -43,7 +44,7 @@ class Slipstream(Schedule):
         return len(getattr(self.base, "hot_batches", [])) or self.base.num_batches()
 
     def batches(self, epoch: int, start: int = 0) -> Iterator:
-        p = self.trainer.cfg.placement
+        p = self.ctx.placement
         n_hot = self.hot_batches_per_epoch()
         self.epoch, self.position, self.hot_seen = epoch, start, 0
         self.begin = int(p.slipstream_start * n_hot)
@@ -60,6 +61,7 @@ class Slipstream(Schedule):
     # -- one step --------------------------------------------------------------------------------
     def step(self, item) -> float | None:
         prepared = isinstance(item, Prepared)
+        self.consumed += len(item)
         slots = self._slots(item.batch.sparse if prepared else item.sparse)  # [B, T]
         hot_inputs = (slots >= 0).all(dim=1)  # [B]
         hot = prepared or bool(hot_inputs.all())  # hotline: every mini-batch trains hot rows
@@ -104,7 +106,7 @@ class Slipstream(Schedule):
             return None
         keep = ~skip
         if isinstance(item, Prepared):  # skipped inputs are all-hot: cold rows stay as gathered
-            # A copy: the trainer still counts the whole batch as consumed.
+            # A copy: the loop still counts the whole batch as consumed.
             return dataclasses.replace(
                 item, batch=select(item.batch, keep), popular=item.popular[keep]
             )
@@ -132,12 +134,12 @@ class Slipstream(Schedule):
 
     def _upcoming_hot_slots(self) -> torch.Tensor:
         """Slots [S, T] of a seeded sample of the hot inputs this epoch has not trained yet."""
-        p, t = self.trainer.cfg.placement, self.trainer
+        p, ctx = self.ctx.placement, self.ctx
         rows = self._remaining_rows()
-        rng = np.random.default_rng([t.cfg.train.seed, self.epoch, 7])
+        rng = np.random.default_rng([ctx.seed, self.epoch, 7])
         take = max(1, int(round(p.slipstream_sample * len(rows)))) if len(rows) else 0
         rows = np.sort(rng.choice(rows, size=take, replace=False)) if take else rows
-        sparse = torch.from_numpy(np.asarray(t.dataset.split("train").sparse[rows], np.int64))
+        sparse = torch.from_numpy(np.asarray(ctx.train.sparse[rows], np.int64))
         slots = self._slots(sparse)
         return slots[(slots >= 0).all(dim=1)]
 
@@ -147,7 +149,7 @@ class Slipstream(Schedule):
         if hasattr(base, "epoch_order"):  # fae: index batches
             order = base.epoch_order(self.epoch)[self.position :]
             return np.concatenate(order) if order else np.zeros(0, np.int64)
-        loader = self.trainer.train_loader
+        loader = self.ctx.loader
         blocks = loader.batch_order(self.epoch)[self.position :]
         bs = loader.batch_size
         parts = [np.arange(b * bs, min((b + 1) * bs, loader.rows)) for b in blocks]
@@ -190,12 +192,11 @@ class Slipstream(Schedule):
         self.base.reload()
 
     def _time_saved(self) -> float:
-        """Skipped inputs x measured step time per trained input (forward, backward, updates)."""
-        t = self.trainer
-        busy = sum(
-            t.timer.seconds.get(k, 0.0) for k in ("transfer", "embedding", "mlp", "optimizer")
-        )
-        return round(self.skipped * busy / max(t.state.samples - self.skipped, 1), 2)
+        """Skipped inputs x measured step time per trained input (forward, backward, updates),
+        both counted since this schedule was attached (the timer's seconds are too)."""
+        seconds = self.ctx.timer.seconds
+        busy = sum(seconds.get(k, 0.0) for k in ("transfer", "embedding", "mlp", "optimizer"))
+        return round(self.skipped * busy / max(self.consumed - self.skipped, 1), 2)
 
     def stats(self) -> dict:
         return {

@@ -1,0 +1,47 @@
+"""What a schedule may use for one training run: the step context.
+
+The trainer builds one `StepContext` and hands it to its schedule; schedules never see the
+trainer. The loop keeps `step` current (optimizer steps done before the one about to run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from hotrec.config import DataConfig, PlacementConfig
+from hotrec.data.format import SplitArrays
+from hotrec.data.loader import BatchLoader
+from hotrec.embeddings.parts import row_part
+from hotrec.training.timers import StepTimer
+
+
+@dataclass
+class StepContext:
+    model: nn.Module  # the DLRM; schedules may replace its row part (placement)
+    device: torch.device  # where the networks run
+    dense_opt: torch.optim.Optimizer  # MLPs and interaction; rows have their own row-wise rule
+    timer: StepTimer
+    precision: str  # "fp32" or "bf16"
+    placement: PlacementConfig  # the schedule's config section
+    data: DataConfig  # batch size, shuffle, prefetch
+    seed: int
+    train: SplitArrays  # the training split (memory maps)
+    loader: BatchLoader  # the training split's batches in the baseline order
+    feature_names: list[str]  # one per table of the dataset
+    embedding: str  # the representation's name, for messages
+    embedding_dim: int
+    step: int = 0  # optimizer steps done (the loop keeps it current)
+
+    @property
+    def rows(self) -> nn.Module | None:
+        """The model's row part (the fused store and its lookups), None without rows."""
+        return row_part(self.model.embeddings)
+
+    @property
+    def store(self):
+        """The fused host store of embedding rows with its row-wise optimizer, or None."""
+        part = self.rows
+        return None if part is None else part.store
