@@ -29,6 +29,7 @@ from hotrec.training.context import StepContext
 from hotrec.training.metrics import binary_metrics
 from hotrec.training.optim import build_dense_optimizer
 from hotrec.training.schedules import make_schedule
+from hotrec.training.schedules.base import StepResult
 from hotrec.training.steps import NonFiniteLoss, autocast
 from hotrec.training.timers import StepTimer
 
@@ -189,7 +190,7 @@ class Trainer:
             return evaluate(self.model, loader, self.device, self.cfg.train.precision)
 
     # -- the loop ------------------------------------------------------------------------------
-    def step(self, batch) -> float:
+    def step(self, batch) -> StepResult:
         """One optimizer step on one batch, the way the schedule runs it."""
         self.ctx.step = self.state.step
         return self.schedule.step(batch)
@@ -217,18 +218,18 @@ class Trainer:
                         if batch is None:
                             break
                         try:
-                            loss = self.step(batch)
+                            result = self.step(batch)
                         except NonFiniteLoss as e:
                             log.write({"kind": "error", "step": st.step + 1, "error": str(e)})
                             raise NonFiniteLoss(f"{e}; {self._why_non_finite(batch)}") from None
                         st.batch, st.samples = st.batch + 1, st.samples + len(batch)
-                        if loss is None:  # every input of the batch filtered out (slipstream)
+                        if not result.trained:  # every input filtered out (slipstream)
                             if interrupted.is_set() or (should_stop and should_stop(st)):
                                 reason = "interrupted"
                                 break
                             continue
                         st.step += 1
-                        st.loss_sum, st.loss_n = st.loss_sum + loss, st.loss_n + 1
+                        st.loss_sum, st.loss_n = st.loss_sum + result.loss, st.loss_n + 1
                         if st.step % cfg.log_every == 0 or st.step == total_steps:
                             rate = (st.samples - start_samples) / (time.perf_counter() - start)
                             log.write(self._train_record(st.loss_sum / st.loss_n, rate))

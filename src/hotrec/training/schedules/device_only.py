@@ -32,7 +32,7 @@ class DeviceOnly(Schedule):
         emb.to(ctx.device)  # store, offsets and keys
         emb.out_device = None
 
-    def step(self, item: Batch) -> float:
+    def run(self, item: Batch) -> float:
         return self._step_on_device([item])
 
     def stats(self) -> dict:

@@ -104,7 +104,7 @@ class FAE(Schedule):
     def batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         return self.loader.iterate(self.epoch_order(epoch)[start:])
 
-    def step(self, item: Batch) -> float:
+    def run(self, item: Batch) -> float:
         ids = self.routed.global_ids(item.sparse)  # [B, K] global ids
         hot = bool((self.routed.slot_map[ids] >= 0).all())
         with self.ctx.timer.section("sync"):
@@ -134,6 +134,9 @@ class FAE(Schedule):
     def reload(self) -> None:
         self.routed.replica.pull()
         self.on_device, self.host_changed = True, False
+
+    def traffic(self) -> tuple[int, int]:
+        return self.routed.traffic.h2d_bytes, self.routed.traffic.d2h_bytes
 
     def stats(self) -> dict:
         return placement_stats(self, self.hot_inputs / max(self.inputs, 1))

@@ -89,7 +89,7 @@ class Hotline(Schedule):
                 prepared.ready.record(self.side)
         return prepared
 
-    def step(self, item: Batch | Prepared) -> float:
+    def run(self, item: Batch | Prepared) -> float:
         t = self.ctx
         if isinstance(item, Batch):  # called without the pipeline: gather now
             item = self.prepare(item)
@@ -148,6 +148,9 @@ class Hotline(Schedule):
 
     def reload(self) -> None:
         self.routed.replica.pull()
+
+    def traffic(self) -> tuple[int, int]:
+        return self.routed.traffic.h2d_bytes, self.routed.traffic.d2h_bytes
 
     def stats(self) -> dict:
         return placement_stats(

@@ -18,7 +18,7 @@ import torch
 
 from hotrec.placement.staleness import StalenessDetector
 from hotrec.training.context import StepContext
-from hotrec.training.schedules.base import Schedule
+from hotrec.training.schedules.base import Schedule, StepResult
 from hotrec.training.schedules.hotline import Prepared
 from hotrec.training.steps import select
 
@@ -59,9 +59,10 @@ class Slipstream(Schedule):
         return self.base.num_batches()
 
     # -- one step --------------------------------------------------------------------------------
-    def step(self, item) -> float | None:
+    def step(self, item) -> StepResult:
         prepared = isinstance(item, Prepared)
         self.consumed += len(item)
+        size = len(item)
         slots = self._slots(item.batch.sparse if prepared else item.sparse)  # [B, T]
         hot_inputs = (slots >= 0).all(dim=1)  # [B]
         hot = prepared or bool(hot_inputs.all())  # hotline: every mini-batch trains hot rows
@@ -71,15 +72,15 @@ class Slipstream(Schedule):
             item = self._drop_skippable(item, slots, hot_inputs)
         self.position += 1
         if item is None:
-            return None
-        loss = self.base.step(item)
+            return StepResult.nothing_trained(size)
+        result = self.base.step(item)
         if hot:
             self.hot_seen += 1
             if self.hot_seen == self.end and self.before is not None and not self.fitted:
                 self._fit()
             elif self._freezing() and self.hot_seen % self.window == 0:
                 self._recheck_frozen()
-        return loss
+        return dataclasses.replace(result, skipped=size - len(item))
 
     def _hot_rows_now(self) -> torch.Tensor:
         """Current values of the hot rows [N, D]: synced to host first, so fae's replica being
@@ -185,6 +186,9 @@ class Slipstream(Schedule):
             replica.frozen = replica.frozen_grads = None
 
     # -- the rest delegates ------------------------------------------------------------------------
+    def traffic(self) -> tuple[int, int]:
+        return self.base.traffic()
+
     def sync(self) -> None:
         self.base.sync()
 
