@@ -19,10 +19,12 @@ import os
 import pickle
 from collections.abc import Iterable
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from hotrec.errors import HotrecError
+
+if TYPE_CHECKING:  # torch is imported where tensors are handled: data preparation does not pay it
+    import torch
 
 CHECKSUMS = "checksums.json"
 ALGORITHM = "blake2b"
@@ -31,6 +33,8 @@ _CHUNK = 1 << 22
 
 def load_tensors(path: Path, what: str = "file"):
     """``torch.load`` that never executes code from the file; one-line errors naming it."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise HotrecError(f"no {what} at {path}")
@@ -48,6 +52,8 @@ def load_tensors(path: Path, what: str = "file"):
 
 
 def _tensor_bytes(t: torch.Tensor) -> memoryview:
+    import torch
+
     flat = t.detach().cpu().contiguous().reshape(-1)
     if flat.numel() == 0:
         return memoryview(b"")
@@ -56,7 +62,7 @@ def _tensor_bytes(t: torch.Tensor) -> memoryview:
 
 def _feed(h, obj, path: str) -> None:
     h.update(path.encode())
-    if isinstance(obj, torch.Tensor):
+    if _is_tensor(obj):
         h.update(f"T{obj.dtype}{tuple(obj.shape)}".encode())
         h.update(_tensor_bytes(obj))
     elif isinstance(obj, dict):
@@ -69,6 +75,12 @@ def _feed(h, obj, path: str) -> None:
             _feed(h, item, f"{path}[{i}]")
     else:
         h.update(f"V{type(obj).__name__}:{obj!r}".encode())
+
+
+def _is_tensor(obj) -> bool:
+    import torch
+
+    return isinstance(obj, torch.Tensor)
 
 
 def structure_digest(obj) -> str:
@@ -147,6 +159,8 @@ def verify_checksums(root: Path, progress=None, missing_ok: bool = False) -> lis
 def non_finite_entry(obj, path: str = "") -> str | None:
     """The key path of the first floating-point tensor in a nested structure that holds a NaN
     or an infinity, or None when every value is finite."""
+    import torch
+
     if isinstance(obj, torch.Tensor):
         if obj.is_floating_point() and obj.numel() and not bool(torch.isfinite(obj).all()):
             return path or "tensor"

@@ -52,3 +52,64 @@ def test_every_schedule_returns_a_step_result_with_its_traffic(tmp_path, toy_dat
     assert moved["device_only"] == 0 < moved["hotline"] <= moved["baseline"]
     skipped = StepResult.nothing_trained(5)
     assert not skipped.trained and skipped.skipped == 5 and math.isnan(skipped.loss)
+
+
+def test_a_toy_schedule_registered_in_one_line_trains_from_the_cli(
+    tmp_path, toy_dataset, monkeypatch
+):
+    import json
+
+    import torch
+
+    from hotrec.cli.main import main
+    from hotrec.training import schedules
+    from hotrec.training.checkpoint import load_checkpoint
+
+    monkeypatch.setitem(
+        schedules.SCHEDULES,
+        "halves",
+        schedules.ScheduleEntry("tests.training.toy_schedule:Halves", "two micro-batches"),
+    )
+    runs = {}
+    for name in ("halves", "baseline"):
+        run = tmp_path / name
+        argv = ["train", "--data", str(toy_dataset), "--preset", "tiny", "--schedule", name,
+                "--run-dir", str(run), "--max-steps", "12"]  # fmt: skip
+        assert main(argv) == 0
+        runs[name] = run
+    placement = json.loads((runs["halves"] / "result.json").read_text())["placement"]
+    assert placement == {"schedule": "halves", "micro_batches": 24}
+    a = load_checkpoint(runs["halves"] / "checkpoint.pt")["model"]
+    b = load_checkpoint(runs["baseline"] / "checkpoint.pt")["model"]
+    for k in a:  # the same math as one pass: equal up to float summation order
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_schedule_names_are_checked_against_the_registry_before_anything_is_written(
+    tmp_path, toy_dataset, capsys
+):
+    from tests.untrusted.helpers import one_line_error
+
+    base = ["train", "--data", str(toy_dataset), "--preset", "tiny"]
+    run = tmp_path / "run"
+    one_line_error(capsys, base + ["--run-dir", str(run), "--set", "placement.schedule='nope'"],
+                   "unknown schedule 'nope'", "baseline, device_only, fae, hotline")  # fmt: skip
+    one_line_error(capsys, base + ["--run-dir", str(run), "--slipstream"], "fae or hotline")
+    assert not run.exists()
+
+
+def test_resume_order_options_derive_from_the_registry():
+    from hotrec.training.schedules import order_options
+
+    assert ("placement", "fae_run_length") in order_options("fae")
+    assert ("placement", "fae_run_length") not in order_options("hotline")
+    assert ("data", "batch_size") in order_options("baseline")
+    assert ("placement", "schedule") in order_options("device_only")
+
+
+def test_commands_that_do_not_train_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, hotrec.cli.main; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

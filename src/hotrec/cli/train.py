@@ -9,6 +9,7 @@ from pathlib import Path
 from hotrec.cli.report import console, print_representations, print_results
 from hotrec.config import CHOICES, PRESETS, load_config
 from hotrec.errors import HotrecError
+from hotrec.training.schedules import SCHEDULES, help_text
 
 # Shortcut flags -> config fields (anything else: --set section.key=value).
 SHORTCUTS = {
@@ -117,8 +118,8 @@ def add_shortcuts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="torch intra-op threads")
     p.add_argument(
         "--schedule",
-        choices=("baseline", "device_only", "fae", "hotline"),
-        help="placement schedule (default baseline: rows on host, MLPs on the device)",
+        choices=list(SCHEDULES),
+        help=f"placement schedule, default baseline ({help_text()})",
     )
     p.add_argument("--hot-budget", help="fae/hotline: device bytes for hot rows, e.g. 256MiB")
     p.add_argument(
@@ -130,7 +131,8 @@ def add_shortcuts(p: argparse.ArgumentParser) -> None:
         help="fae: hot batches per run, cold ones in proportion (0 = all cold, then all hot)",
     )
     p.add_argument("--lookahead", type=int, help="hotline: batches gathered ahead (default 2)")
-    s = p.add_argument_group("slipstream (over --schedule fae or hotline)")
+    over = " or ".join(name for name, e in SCHEDULES.items() if e.slipstream)
+    s = p.add_argument_group(f"slipstream (over --schedule {over})")
     s.add_argument(
         "--slipstream",
         action="store_const",

@@ -28,7 +28,7 @@ from hotrec.training.checkpoint import load_checkpoint, save_checkpoint
 from hotrec.training.context import StepContext
 from hotrec.training.metrics import binary_metrics
 from hotrec.training.optim import build_dense_optimizer
-from hotrec.training.schedules import make_schedule
+from hotrec.training.schedules import check_schedule, make_schedule, order_options
 from hotrec.training.schedules.base import StepResult
 from hotrec.training.steps import NonFiniteLoss, autocast
 from hotrec.training.timers import StepTimer
@@ -146,7 +146,7 @@ class Trainer:
             embedding=cfg.model.embedding,
             embedding_dim=cfg.model.embedding_dim,
         )
-        self.schedule = make_schedule(cfg.placement.schedule, cfg.placement.slipstream)
+        self.schedule = make_schedule(cfg.placement)
         self.schedule.attach(self.ctx)
         self.timer.watch(self.model.embeddings, "embedding")
 
@@ -352,6 +352,7 @@ def _first_non_finite_row(arrays, dataset: Path) -> str:
 def start_run(cfg: RunConfig, run_dir: Path, overwrite: bool = False) -> Trainer:
     """A new run directory with the resolved config (files of an overwritten run removed)."""
     run_dir = Path(run_dir)
+    check_schedule(cfg.placement)
     if (run_dir / runlog.CHECKPOINT).exists() and not overwrite:
         raise HotrecError(
             f"{run_dir} already holds a run: use --resume to continue it or --overwrite"
@@ -364,23 +365,10 @@ def start_run(cfg: RunConfig, run_dir: Path, overwrite: bool = False) -> Trainer
     return trainer
 
 
-# Options that decide which samples make up the rest of an epoch, and in which order.
-ORDER_OPTIONS = (
-    ("data", "batch_size"),
-    ("data", "shuffle"),
-    ("train", "seed"),
-    ("placement", "schedule"),
-    ("placement", "fae_run_length"),
-    ("placement", "hot_budget"),
-    ("placement", "hotset"),
-    ("placement", "sample_fraction"),
-)
-
-
 def _check_same_order(saved: RunConfig, new: RunConfig) -> None:
     """A run stopped mid-epoch resumes at a position in its batch order; options that change
     the order would train some samples twice and skip others in that epoch."""
-    for section, key in ORDER_OPTIONS:
+    for section, key in order_options(saved.placement.schedule):
         old, value = getattr(getattr(saved, section), key), getattr(getattr(new, section), key)
         if old != value:
             raise HotrecError(
@@ -406,6 +394,7 @@ def resume_run(run_dir: Path, overrides: dict | None = None, save_config: bool =
     for section, values in (overrides or {}).items():
         raw.setdefault(section, {}).update(values)
     cfg = config_from_dict(raw)
+    check_schedule(cfg.placement)
     ckpt = load_checkpoint(run_dir / runlog.CHECKPOINT)
     if ckpt["state"]["batch"]:
         _check_same_order(saved, cfg)
