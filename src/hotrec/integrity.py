@@ -14,14 +14,13 @@ a flipped bit inside tensor or array data.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import pickle
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hotrec.errors import HotrecError
+from hotrec.fileio import read_json_object, write_json_atomic
 
 if TYPE_CHECKING:  # torch is imported where tensors are handled: data preparation does not pay it
     import torch
@@ -102,10 +101,7 @@ def write_checksums(root: Path, files: Iterable[str]) -> None:
     """``root/checksums.json``: the digest of each file (paths relative to root)."""
     root = Path(root)
     digests = {name: file_digest(root / name) for name in sorted(files)}
-    body = {"algorithm": ALGORITHM, "files": digests}
-    tmp = root / f".{CHECKSUMS}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(body, indent=2) + "\n")
-    os.replace(tmp, root / CHECKSUMS)
+    write_json_atomic(root / CHECKSUMS, {"algorithm": ALGORITHM, "files": digests})
 
 
 def read_checksums(root: Path) -> dict[str, str] | None:
@@ -113,14 +109,14 @@ def read_checksums(root: Path) -> dict[str, str] | None:
     file = Path(root) / CHECKSUMS
     if not file.is_file():
         return None
+    body = read_json_object(file)
     try:
-        body = json.loads(file.read_text())
         files = body["files"]
         if body.get("algorithm") != ALGORITHM or not isinstance(files, dict):
             raise ValueError("unknown layout")
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
             raise ValueError("non-string entries")
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+    except (ValueError, KeyError, TypeError) as e:
         raise HotrecError(f"{file} is damaged: {e}") from None
     return files
 

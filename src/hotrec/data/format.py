@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from hotrec.errors import HotrecError
+from hotrec.fileio import read_json_object, write_json_atomic
 from hotrec.integrity import write_checksums
 from hotrec.types import Schema
 
@@ -257,9 +258,7 @@ def _check_ranges(ds: Dataset, split: str, arrays: SplitArrays) -> None:
         cache = cache if isinstance(cache, dict) else {}
         cache[split] = entry
         try:  # a read-only dataset is checked again next time
-            tmp = cache_file.with_name(f"{CHECKED}.tmp-{os.getpid()}")
-            tmp.write_text(json.dumps(cache) + "\n")
-            os.replace(tmp, cache_file)
+            write_json_atomic(cache_file, cache, indent=None)
         except OSError:
             pass
     src = ds.path / split
@@ -310,12 +309,7 @@ def open_dataset(path: str | os.PathLike) -> Dataset:
     meta_path = p / META
     if not meta_path.is_file():
         raise HotrecError(f"{p} is not a hotrec dataset (no {META}); run 'hotrec prepare' first")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise HotrecError(f"{meta_path} is not valid JSON: {e}") from None
-    if not isinstance(meta, dict):
-        raise HotrecError(f"{meta_path} is not a JSON object")
+    meta = read_json_object(meta_path)
     if meta.get("format_version") != FORMAT_VERSION:
         raise HotrecError(f"{p}: unsupported dataset format {meta.get('format_version')!r}")
     try:

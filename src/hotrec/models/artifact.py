@@ -26,6 +26,7 @@ import torch
 
 from hotrec.config import ModelConfig, RunConfig, config_from_dict
 from hotrec.errors import HotrecError
+from hotrec.fileio import read_json_object
 from hotrec.integrity import (
     CHECKSUMS,
     load_tensors,
@@ -132,7 +133,7 @@ def read_manifest(path: Path) -> dict:
     file = path / MANIFEST
     if not file.is_file():
         raise HotrecError(f"{path} is not a hotrec artifact (no {MANIFEST})")
-    manifest = _read_json_object(file)
+    manifest = read_json_object(file)
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
         raise HotrecError(f"{path} is not a version-{VERSION} hotrec artifact")
     reps = manifest.get("representations")
@@ -197,20 +198,10 @@ def load_artifact(
     if (path / "vocab").is_dir():
         art.vocab_dir = path / "vocab"
     if (path / "dataset_meta.json").is_file():
-        art.dataset_meta = _read_json_object(path / "dataset_meta.json")
+        art.dataset_meta = read_json_object(path / "dataset_meta.json")
     if (path / POPULAR).is_file():
         art.popular_ids = _read_popular(path / POPULAR, schema)
     return art
-
-
-def _read_json_object(file: Path) -> dict:
-    try:
-        obj = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise HotrecError(f"{file} is not valid JSON: {e}") from None
-    if not isinstance(obj, dict):
-        raise HotrecError(f"{file} is not a JSON object")
-    return obj
 
 
 def _read_popular(file: Path, schema: Schema) -> list[np.ndarray]:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from hotrec.errors import HotrecError
+from hotrec.fileio import atomic_write
 from hotrec.placement.popularity import (
     PopularityProfiler,
     _check_fitted,
@@ -156,21 +157,16 @@ class HotSet:
         """Write an .npz (rows, tables, stats as JSON) atomically: temp file, then rename."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(
-                    f,
-                    format_version=np.int64(FORMAT_VERSION),
-                    rows=self.rows,
-                    table_offsets=self.table_offsets,
-                    table_rows=np.asarray(self.table_rows, np.int64),
-                    table_names=np.asarray(self.table_names, dtype=str),
-                    stats=np.asarray(json.dumps(self.stats)),
-                )
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_write(path, "wb") as f:
+            np.savez(
+                f,
+                format_version=np.int64(FORMAT_VERSION),
+                rows=self.rows,
+                table_offsets=self.table_offsets,
+                table_rows=np.asarray(self.table_rows, np.int64),
+                table_names=np.asarray(self.table_names, dtype=str),
+                stats=np.asarray(json.dumps(self.stats)),
+            )
         return path
 
     @classmethod

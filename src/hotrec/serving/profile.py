@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hotrec.errors import HotrecError
+from hotrec.fileio import write_json_atomic
 from hotrec.serving.paths import ServingPath
-from hotrec.training.runlog import write_json_atomic
 
 FORMAT = "hotrec-serving-profile"
 VERSION = 1

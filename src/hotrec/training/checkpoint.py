@@ -6,12 +6,12 @@ which torch's zip reader does not notice, is refused instead of trained on."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
 from hotrec.errors import HotrecError
+from hotrec.fileio import atomic_write
 from hotrec.integrity import load_tensors, non_finite_entry, structure_digest
 
 DIGEST_KEY = "blake2b"
@@ -20,16 +20,9 @@ DIGEST_KEY = "blake2b"
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write `state` so that `path` is always either the previous or the new complete file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     body = {**state, DIGEST_KEY: structure_digest(state)}
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(body, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path, "wb") as f:
+        torch.save(body, f)
 
 
 def load_checkpoint(path: Path) -> dict:

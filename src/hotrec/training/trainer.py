@@ -19,6 +19,7 @@ from hotrec.data.format import SPLITS, Dataset, open_dataset
 from hotrec.data.loader import BatchLoader
 from hotrec.embeddings.describe import describe, lookup_ms
 from hotrec.errors import HotrecError
+from hotrec.fileio import write_json_atomic
 from hotrec.integrity import non_finite_entry
 from hotrec.models.builders import build_dlrm
 from hotrec.models.dlrm import DLRM
@@ -273,7 +274,7 @@ class Trainer:
             result["val"] = self._eval_record("val", 0, log)
             result["test"] = self._eval_record("test", 0, log)
         result["time_split_s"] = self.timer.split()
-        runlog.write_json_atomic(self.run_dir / runlog.RESULT, result)
+        write_json_atomic(self.run_dir / runlog.RESULT, result)
         return result
 
     def _describe_embedding(self) -> dict:
@@ -361,7 +362,7 @@ def start_run(cfg: RunConfig, run_dir: Path, overwrite: bool = False) -> Trainer
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in (runlog.CHECKPOINT, runlog.RESULT, runlog.METRICS):
         (run_dir / name).unlink(missing_ok=True)
-    runlog.write_json_atomic(run_dir / runlog.CONFIG, cfg.to_dict())
+    write_json_atomic(run_dir / runlog.CONFIG, cfg.to_dict())
     return trainer
 
 
@@ -401,5 +402,5 @@ def resume_run(run_dir: Path, overrides: dict | None = None, save_config: bool =
     trainer = Trainer(cfg, run_dir)
     trainer.restore(ckpt)
     if save_config:
-        runlog.write_json_atomic(config_path, cfg.to_dict())
+        write_json_atomic(config_path, cfg.to_dict())
     return trainer
