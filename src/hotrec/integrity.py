@@ -13,7 +13,6 @@ a flipped bit inside tensor or array data.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 from collections.abc import Iterable
 from pathlib import Path
@@ -84,12 +83,16 @@ def _is_tensor(obj) -> bool:
 
 def structure_digest(obj) -> str:
     """BLAKE2b over every key, value and tensor byte of a nested structure."""
+    import hashlib  # OpenSSL's loader costs milliseconds: only when hashing
+
     h = hashlib.blake2b(digest_size=20)
     _feed(h, obj, "")
     return h.hexdigest()
 
 
 def file_digest(path: Path) -> str:
+    import hashlib
+
     h = hashlib.blake2b(digest_size=20)
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):

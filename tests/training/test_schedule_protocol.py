@@ -107,9 +107,9 @@ def test_resume_order_options_derive_from_the_registry():
     assert ("placement", "schedule") in order_options("device_only")
 
 
-def test_commands_that_do_not_train_do_not_import_torch():
+def test_commands_that_do_not_train_do_not_import_torch_or_numpy():
     import subprocess
     import sys
 
-    code = "import sys, hotrec.cli.main; sys.exit('torch' in sys.modules)"
+    code = "import sys, hotrec.cli.main; sys.exit('torch' in sys.modules or 'numpy' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -8,8 +8,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from hotrec.data.format import open_dataset
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -35,6 +33,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hotrec.data.format import open_dataset
     from hotrec.data.stats import skew_summary
 
     ds = open_dataset(args.dataset)

@@ -6,11 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from hotrec.data.format import open_dataset
 from hotrec.errors import HotrecError
 
 CURVE_STEPS = range(-6, 3)  # budgets from 1/64x to 4x the chosen one, doubling
@@ -77,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         from hotrec.placement.popularity_plot import require_pyplot
 
         require_pyplot()  # fail before the work, not after it
+    from hotrec.data.format import open_dataset
+
     ds = open_dataset(args.dataset)
     out = args.out or Path("runs") / "profile" / f"{ds.path.resolve().name}-hotset.npz"
     if _inside(out, ds.path):
@@ -120,6 +120,8 @@ def _inside(path: Path, directory: Path) -> bool:
 
 
 def _tables_view(profiler, hot) -> Table:
+    import numpy as np
+
     """Per table: rows, rows seen in the sample, hot rows, share of its lookups that are hot."""
     from hotrec.placement.bytesize import format_bytes
 

@@ -7,13 +7,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from hotrec.data.format import open_dataset
-
 console = Console()
 
 
 def print_dataset_summary(path: Path) -> None:
     """One short block after prepare / synth: where, how many rows, what was rejected."""
+    from hotrec.data.format import open_dataset  # numpy: only when a dataset is read
+
     ds = open_dataset(path)
     splits = ", ".join(f"{k} {v:,}" for k, v in ds.meta["splits"].items())
     console.print(
