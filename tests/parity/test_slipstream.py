@@ -125,20 +125,34 @@ def test_freeze_mode_freezes_rows_and_keeps_every_input(tmp_path, skewed, schedu
     assert found and all(e["frozen_rows"] > 0 for e in found)
 
 
+def freeze_filter(slot_map: torch.Tensor, frozen: list[bool], dim: int):
+    """Slipstream's freeze-mode update filter over a given hot set, without a training run."""
+    from hotrec.training.schedules.slipstream import Slipstream
+
+    ss = Slipstream.__new__(Slipstream)
+    ss.slot_map, ss.frozen = slot_map, torch.tensor(frozen)
+    ss.frozen_grads = torch.zeros(len(frozen), dim)
+    return ss
+
+
 def test_frozen_rows_are_not_updated_but_their_gradients_are_kept():
     from hotrec.embeddings.store import EmbeddingStore
-    from hotrec.placement.hot_cold import DeviceReplica
+    from hotrec.placement.hot_cold import DeviceReplica, RoutedEmbedding
 
     store = EmbeddingStore([6], 2, optimizer="sgd", lr=0.5)
     replica = DeviceReplica(store, [1, 3, 4], torch.device("cpu"))
     replica.pull()
     before = replica.weight.clone()
-    replica.frozen = torch.tensor([False, True, False])
-    replica.frozen_grads = torch.zeros_like(replica.weight)
-    replica.update(torch.tensor([0, 1, 1]), torch.ones(3, 2))
+    slot_map = torch.tensor([-1, 0, -1, 1, 2, -1])
+    emb = RoutedEmbedding(store, torch.tensor([0]), replica, slot_map, torch.device("cpu"))
+    ss = freeze_filter(slot_map, [False, True, False], 2)
+    emb.update_filter = ss._hold_frozen
+    emb.mode = "device"
+    emb(torch.tensor([[1], [3], [3]])).sum().backward()  # slots 0, 1, 1
+    emb.step()
     assert torch.equal(replica.weight[1], before[1])  # frozen: unchanged
     torch.testing.assert_close(replica.weight[0], before[0] - 0.5)
-    torch.testing.assert_close(replica.frozen_grads[1], torch.full((2,), 2.0))
+    torch.testing.assert_close(ss.frozen_grads[1], torch.full((2,), 2.0))
 
 
 def test_frozen_hot_rows_are_not_updated_by_host_mode_steps():
@@ -152,15 +166,15 @@ def test_frozen_hot_rows_are_not_updated_by_host_mode_steps():
     slot_map = torch.full((9,), -1)
     slot_map[torch.tensor([1, 6])] = torch.arange(2)
     emb = RoutedEmbedding(store, torch.tensor([0, 5]), replica, slot_map, torch.device("cpu"))
-    replica.frozen = torch.tensor([True, False])
-    replica.frozen_grads = torch.zeros(2, 2)
+    ss = freeze_filter(slot_map, [True, False], 2)
+    emb.update_filter = ss._hold_frozen
     weight, state = store.weight.clone(), store.opt_state.clone()
     emb.mode = "host"
     emb(torch.tensor([[1, 1], [2, 0]])).sum().backward()  # rows 1 (hot, frozen), 6, 2, 5
     emb.step()
     assert torch.equal(store.weight[1], weight[1]) and store.opt_state[1] == state[1]
     assert not torch.equal(store.weight[2], weight[2])  # a cold row is updated
-    torch.testing.assert_close(replica.frozen_grads[0], torch.ones(2))
+    torch.testing.assert_close(ss.frozen_grads[0], torch.ones(2))
 
 
 def test_slipstream_sample_counts_match_the_epoch(tmp_path, skewed):

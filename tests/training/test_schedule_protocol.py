@@ -86,15 +86,22 @@ def test_a_toy_schedule_registered_in_one_line_trains_from_the_cli(
 
 
 def test_schedule_names_are_checked_against_the_registry_before_anything_is_written(
-    tmp_path, toy_dataset, capsys
+    tmp_path, toy_dataset, capsys, monkeypatch
 ):
+    from hotrec.training import schedules
     from tests.untrusted.helpers import one_line_error
 
+    monkeypatch.setitem(  # a schedule the Slipstream filter is not declared for
+        schedules.SCHEDULES,
+        "halves",
+        schedules.ScheduleEntry("tests.training.toy_schedule:Halves", "two micro-batches"),
+    )
     base = ["train", "--data", str(toy_dataset), "--preset", "tiny"]
     run = tmp_path / "run"
     one_line_error(capsys, base + ["--run-dir", str(run), "--set", "placement.schedule='nope'"],
                    "unknown schedule 'nope'", "baseline, device_only, fae, hotline")  # fmt: skip
-    one_line_error(capsys, base + ["--run-dir", str(run), "--slipstream"], "fae or hotline")
+    one_line_error(capsys, base + ["--run-dir", str(run), "--schedule", "halves", "--slipstream"],
+                   "slipstream works over the baseline or device_only or fae or hotline")  # fmt: skip
     assert not run.exists()
 
 

@@ -74,7 +74,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, toy_data
 
     def step(batch):
         if trainer.state.step + 1 == poison_at:
-            batch.dense[0, 0] = float("nan")
+            batch.batch.dense[0, 0] = float("nan")  # a prepared item
         return original(batch)
 
     trainer.step = step

@@ -5,7 +5,7 @@ mean loss over the whole batch keeps the gradient of the baseline's single pass.
 
 from __future__ import annotations
 
-from hotrec.training.schedules.base import Schedule
+from hotrec.training.schedules.base import Prepared, Schedule
 from hotrec.types import Batch
 
 
@@ -17,10 +17,10 @@ class Halves(Schedule):
         ctx.model.embeddings.place(ctx.device)  # rows on host, looked up for the device
         self.micro_batches = 0
 
-    def run(self, item: Batch) -> float:
-        half = len(item) // 2
-        parts = [Batch(item.dense[a:b], item.sparse[a:b], item.label[a:b])
-                 for a, b in ((0, half), (half, len(item)))]  # fmt: skip
+    def run(self, item: Prepared) -> float:
+        b, half = item.batch, len(item) // 2
+        parts = [Batch(b.dense[i:j], b.sparse[i:j], b.label[i:j])
+                 for i, j in ((0, half), (half, len(b)))]  # fmt: skip
         parts = [p for p in parts if len(p)]
         self.micro_batches += len(parts)
         return self._step_on_device(parts)

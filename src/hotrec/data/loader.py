@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -53,10 +53,11 @@ class BatchLoader:
         b = min(a + self.batch_size, self.rows)
         return make_batch(self.arrays, slice(a, b), self.pin_memory)
 
-    def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[Batch]:
-        """Batches of one epoch from position `start` on (resume), prefetched in a thread."""
+    def epoch(self, epoch: int = 0, start: int = 0, transform: Callable | None = None) -> Iterator:
+        """Batches of one epoch from position `start` on (resume), prefetched in a thread;
+        with `transform`, transform(batch) for each, computed in that thread too."""
         blocks = [int(i) for i in self.batch_order(epoch)[start:]]
-        return prefetched(self.load, blocks, self.prefetch)
+        return prefetched(_then(self.load, transform), blocks, self.prefetch)
 
     def __iter__(self) -> Iterator[Batch]:
         return self.epoch(0)
@@ -83,8 +84,16 @@ class IndexBatches:
     def load(self, rows: np.ndarray) -> Batch:
         return make_batch(self.arrays, rows, self.pin_memory)
 
-    def iterate(self, index_batches: list[np.ndarray]) -> Iterator[Batch]:
-        return prefetched(self.load, index_batches, self.prefetch)
+    def iterate(
+        self, index_batches: list[np.ndarray], transform: Callable | None = None
+    ) -> Iterator:
+        return prefetched(_then(self.load, transform), index_batches, self.prefetch)
+
+
+def _then(load: Callable, transform: Callable | None) -> Callable:
+    if transform is None:
+        return load
+    return lambda x: transform(load(x))
 
 
 _DONE = object()

@@ -8,6 +8,7 @@ schedules exact.
 from __future__ import annotations
 
 import math
+import threading
 
 import torch
 from torch import nn
@@ -53,7 +54,9 @@ def apply_rows(
 class EmbeddingStore(nn.Module):
     """Master copy of all embedding rows [R, D] and their row-wise optimizer state [R].
 
-    Both are buffers, so they travel with the model's state_dict (checkpoints).
+    Both are buffers, so they travel with the model's state_dict (checkpoints). `lock` is held
+    while rows change (the host scatter), so a thread that gathers rows ahead (hotline's
+    look-ahead worker) never reads a half-applied update.
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class EmbeddingStore(nn.Module):
         self.register_buffer("weight", torch.empty(total, dim))
         state = torch.zeros(total) if optimizer == "adagrad" else torch.zeros(0)
         self.register_buffer("opt_state", state)
+        self.lock = threading.Lock()
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
@@ -97,7 +101,8 @@ class EmbeddingStore(nn.Module):
         rows = rows.to(self.weight.device)
         grads = grads.to(self.weight.device)
         state = self.opt_state if self.optimizer == "adagrad" else None
-        apply_rows(self.weight, state, rows, grads, self.optimizer, self.lr, self.eps)
+        with self.lock:
+            apply_rows(self.weight, state, rows, grads, self.optimizer, self.lr, self.eps)
 
     def nbytes(self) -> int:
         return self.weight.numel() * self.weight.element_size() + self.opt_state.numel() * 4

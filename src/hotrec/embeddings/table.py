@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -18,6 +21,11 @@ class TableEmbedding(nn.Module):
     Rows are gathered where the store lives and copied to `out_device`. In training the
     result is a leaf that requires grad; after backward, `step()` hands (rows, grads) of
     every lookup since the last step to the store's sparse optimizer.
+
+    A schedule that computed the global rows of a batch already hands them over with
+    `expect(rows)`, one flat [B*K] tensor per coming forward, so they are computed once.
+    `update_filter(rows, grads)` may return the positions of the updates to apply (None:
+    all); Slipstream's freeze mode holds back the updates of frozen rows through it.
     """
 
     def __init__(
@@ -30,6 +38,9 @@ class TableEmbedding(nn.Module):
         self.out_device: torch.device | None = None  # None = the store's device
         self.moved_bytes = 0  # rows copied to out_device (and as many gradient bytes back)
         self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._expected: deque[torch.Tensor] = deque()
+        self.update_filter: Callable[[torch.Tensor, torch.Tensor], torch.Tensor | None] | None
+        self.update_filter = None
 
     @property
     def num_features(self) -> int:
@@ -48,15 +59,21 @@ class TableEmbedding(nn.Module):
         """Rows stay where the store is (host); looked-up rows are copied to `device`."""
         self.out_device = device
 
+    def expect(self, rows: torch.Tensor) -> None:
+        """Global rows [B*K] of the next training forward, computed by the schedule."""
+        self._expected.append(rows)
+
     def forward(self, sparse: torch.Tensor) -> torch.Tensor:
-        ids = self.global_ids(sparse)  # [B, K]
-        rows = ids.reshape(-1)  # [B*K]
-        out = self.store.gather(rows)  # [B*T, D]
+        if self.training and self._expected:
+            rows = self._expected.popleft().to(self.store.weight.device)  # [B*K]
+        else:
+            rows = self.global_ids(sparse).reshape(-1)  # [B*K]
+        out = self.store.gather(rows)  # [B*K, D]
         if self.out_device is not None:
             out = out.to(self.out_device, non_blocking=True)
             if self.training:
                 self.moved_bytes += out.numel() * out.element_size()
-        out = out.view(ids.shape[0], ids.shape[1], -1)  # [B, K, D]
+        out = out.view(sparse.shape[0], -1, out.shape[1])  # [B, K, D]
         if torch.is_grad_enabled() and self.training:
             out.requires_grad_(True)
             self._pending.append((rows, out))
@@ -70,11 +87,16 @@ class TableEmbedding(nn.Module):
         if done:
             rows = torch.cat([r for r, _ in done])
             grads = torch.cat([g.reshape(r.shape[0], -1) for r, g in done])
+            keep = self.update_filter(rows, grads) if self.update_filter else None
+            if keep is not None:
+                rows = rows.index_select(0, keep.to(rows.device))
+                grads = grads.index_select(0, keep.to(grads.device))
             self.store.update(rows, grads)
 
     def zero_grad_pending(self) -> None:
         """Forget lookups whose gradients will never be applied (e.g. after a failed step)."""
         self._pending.clear()
+        self._expected.clear()
 
     def param_bytes(self) -> int:
         """Bytes of the rows (optimizer state excluded)."""

@@ -2,11 +2,15 @@
 embedding module that serves each lookup from the replica (hot row) or the host store (cold).
 
 Both sides are updated by the same `apply_rows`, so where a row lives never changes the math.
+The routed embedding knows routing only: a schedule plans each forward's lookups on the host
+(`plan_lookups`: global rows, slots, hot and cold positions as int64 index tensors) and hands
+the plans over with `expect`; hazards, locks and filters belong to whoever needs them.
 """
 
 from __future__ import annotations
 
-import contextlib
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,8 +45,6 @@ class DeviceReplica:
         adagrad = store.optimizer == "adagrad"
         self.state = torch.zeros(n, device=device) if adagrad else None
         self.traffic = Traffic()
-        self.frozen: torch.Tensor | None = None  # bool [N]: rows not updated (slipstream freeze)
-        self.frozen_grads: torch.Tensor | None = None  # [N, D] gradients the frozen rows missed
 
     @property
     def nbytes(self) -> int:
@@ -67,13 +69,31 @@ class DeviceReplica:
 
     def update(self, slots: torch.Tensor, grads: torch.Tensor) -> None:
         s = self.store
-        if self.frozen is not None:  # frozen rows: no update, but remember what they missed
-            frozen = self.frozen[slots]
-            self.frozen_grads.index_add_(
-                0, slots[frozen], grads[frozen].to(self.frozen_grads.dtype)
-            )
-            slots, grads = slots[~frozen], grads[~frozen]
         apply_rows(self.weight, self.state, slots, grads, s.optimizer, s.lr, s.eps)
+
+
+@dataclass
+class LookupPlan:
+    """One forward's lookups, planned on the host before the step."""
+
+    rows: torch.Tensor  # int64 [n] global rows
+    slots: torch.Tensor | None  # int64 [n] replica slot of each lookup, -1 = cold (None: host)
+    hot: torch.Tensor | None = None  # int64 [h] positions of the hot lookups (split mode)
+    cold: torch.Tensor | None = None  # int64 [c] positions of the cold lookups (split mode)
+    cold_index: torch.Tensor | None = None  # int64 [c] each cold lookup's row in `prefetched`
+
+
+def plan_lookups(
+    rows: torch.Tensor, slots: torch.Tensor, unique_cold: torch.Tensor | None = None
+) -> LookupPlan:
+    """Positions of hot and cold lookups; with `unique_cold` (sorted cold rows gathered ahead),
+    where each cold lookup finds its row among them."""
+    hot = torch.nonzero(slots >= 0).squeeze(1)
+    cold = torch.nonzero(slots < 0).squeeze(1)
+    index = None
+    if unique_cold is not None:
+        index = torch.searchsorted(unique_cold, rows.index_select(0, cold))
+    return LookupPlan(rows, slots, hot, cold, index)
 
 
 class RoutedEmbedding(nn.Module):
@@ -86,7 +106,8 @@ class RoutedEmbedding(nn.Module):
                    when a look-ahead worker gathered them.
     In eval mode every row comes from the host store: the trainer syncs before evaluating.
     step() applies the row optimizer to every lookup since the last step, on the side
-    (replica or host) that served it.
+    (replica or host) that served it; `update_filter(rows, grads)` may return the positions
+    of the updates to apply (None: all).
     """
 
     def __init__(
@@ -106,9 +127,10 @@ class RoutedEmbedding(nn.Module):
         self.mode = "split"
         self.prefetched: tuple[torch.Tensor, torch.Tensor] | None = None
         self.traffic = replica.traffic
-        self.on_cold_update = None  # callback(rows) after host rows change (hotline's hazard log)
-        self.host_lock = contextlib.nullcontext()  # held while host rows change (hotline's worker)
-        self._pending: list[tuple] = []
+        self.update_filter: Callable[[torch.Tensor, torch.Tensor], torch.Tensor | None] | None
+        self.update_filter = None
+        self._expected: deque[LookupPlan] = deque()
+        self._pending: list[tuple[str, LookupPlan, torch.Tensor]] = []
 
     @property
     def num_features(self) -> int:
@@ -122,23 +144,36 @@ class RoutedEmbedding(nn.Module):
         """ids [B, T] -> global rows [B, K] on host."""
         return keys_of(self.keys, sparse.cpu()) + self.offsets
 
+    def slots(self, ids: torch.Tensor) -> torch.Tensor:
+        """Global rows (any shape, host) -> replica slots, -1 where cold."""
+        return self.slot_map[ids]
+
+    def expect(self, plan: LookupPlan) -> None:
+        """The plan of the next training forward, made by the schedule on the host."""
+        self._expected.append(plan)
+
     def forward(self, sparse: torch.Tensor) -> torch.Tensor:
-        ids = self.global_ids(sparse)  # [B, K]
-        rows = ids.reshape(-1)  # [B*K] global ids on host
         mode = self.mode if self.training else "host"
+        if self.training and self._expected:
+            plan = self._expected.popleft()
+        else:  # planned here: evaluation, or a caller without a schedule
+            rows = self.global_ids(sparse).reshape(-1)  # [B*K] global ids on host
+            if mode == "host":
+                plan = LookupPlan(rows, None)
+            elif mode == "device":
+                plan = LookupPlan(rows, self.slots(rows))
+            else:
+                plan = plan_lookups(rows, self.slots(rows))
         if mode == "host":
-            out = self._from_host(rows)
-            record = ("host", rows)
+            out = self._from_host(plan.rows)
         elif mode == "device":
-            slots = self.slot_map.index_select(0, rows)
-            out = self.replica.weight.index_select(0, slots.to(self.device))
-            record = ("device", slots)
+            out = self.replica.weight.index_select(0, plan.slots.to(self.device))
         else:
-            out, record = self._split(rows)
-        out = out.view(ids.shape[0], ids.shape[1], -1)  # [B, K, D]
+            out = self._split(plan)
+        out = out.view(sparse.shape[0], -1, out.shape[1])  # [B, K, D]
         if torch.is_grad_enabled() and self.training:
             out.requires_grad_(True)
-            self._pending.append((record, out))
+            self._pending.append((mode, plan, out))
         return out
 
     def _from_host(self, rows: torch.Tensor) -> torch.Tensor:
@@ -146,72 +181,70 @@ class RoutedEmbedding(nn.Module):
         self.traffic.h2d_bytes += out.numel() * out.element_size()
         return out.to(self.device, non_blocking=True)
 
-    def _split(self, rows: torch.Tensor) -> tuple[torch.Tensor, tuple]:
-        slots = self.slot_map.index_select(0, rows)
-        hot = slots >= 0
-        cold_rows = rows[~hot]
-        out = torch.empty(
-            rows.shape[0], self.store.dim, dtype=self.store.weight.dtype, device=self.device
-        )
-        hot_dev = hot.to(self.device)
-        out[hot_dev] = self.replica.weight.index_select(0, slots[hot].to(self.device))
+    def _split(self, plan: LookupPlan) -> torch.Tensor:
+        if plan.hot is None:  # a plan made for another mode
+            plan = plan_lookups(plan.rows, plan.slots)
+        n = plan.rows.shape[0]
+        out = torch.empty(n, self.store.dim, dtype=self.store.weight.dtype, device=self.device)
+        hot, cold = plan.hot.to(self.device), plan.cold.to(self.device)
+        hot_slots = plan.slots.index_select(0, plan.hot).to(self.device)
+        out.index_copy_(0, hot, self.replica.weight.index_select(0, hot_slots))
         if self.prefetched is not None:
             unique, values = self.prefetched  # unique cold rows on host, their values on device
-            index = torch.searchsorted(unique, cold_rows)  # both on host
-            out[~hot_dev] = values.index_select(0, index.to(self.device))
+            index = plan.cold_index
+            if index is None:
+                index = torch.searchsorted(unique, plan.rows.index_select(0, plan.cold))
+            out.index_copy_(0, cold, values.index_select(0, index.to(self.device)))
         else:
-            out[~hot_dev] = self._from_host(cold_rows)
-        return out, ("split", rows, slots, hot)
+            out.index_copy_(0, cold, self._from_host(plan.rows.index_select(0, plan.cold)))
+        return out
 
     def step(self) -> None:
         """Apply the row optimizer to every lookup made since the last step: one update per
         side over all of them, so a row looked up by several micro-batches gets one step
         (row-wise Adagrad is not additive over partial gradients)."""
-        device_slots, device_grads, host_rows, host_grads = [], [], [], []
-        for record, out in self._pending:
+        device_rows, device_slots, device_grads, host_rows, host_grads = [], [], [], [], []
+        for mode, plan, out in self._pending:
             if out.grad is None:
                 continue
             grads = out.grad.reshape(-1, self.store.dim)  # [n, D]
-            if record[0] == "host":
-                rows, grads = self._hold_frozen(record[1], grads)
-                host_rows.append(rows)
+            if mode == "host":
+                host_rows.append(plan.rows)
                 host_grads.append(grads)
-            elif record[0] == "device":
-                device_slots.append(record[1].to(self.device))
+            elif mode == "device":
+                device_rows.append(plan.rows)
+                device_slots.append(plan.slots)
                 device_grads.append(grads)
             else:
-                _, rows, slots, hot = record
-                hot_dev = hot.to(self.device)
-                device_slots.append(slots[hot].to(self.device))
-                device_grads.append(grads[hot_dev])
-                host_rows.append(rows[~hot])
-                host_grads.append(grads[~hot_dev])
+                if plan.hot is None:
+                    plan = plan_lookups(plan.rows, plan.slots)
+                device_rows.append(plan.rows.index_select(0, plan.hot))
+                device_slots.append(plan.slots.index_select(0, plan.hot))
+                device_grads.append(grads.index_select(0, plan.hot.to(grads.device)))
+                host_rows.append(plan.rows.index_select(0, plan.cold))
+                host_grads.append(grads.index_select(0, plan.cold.to(grads.device)))
         self._pending.clear()
         if device_slots:
-            self.replica.update(torch.cat(device_slots), torch.cat(device_grads))
+            slots, grads = self._filtered(
+                torch.cat(device_rows), torch.cat(device_slots), torch.cat(device_grads)
+            )
+            self.replica.update(slots.to(self.device), grads)
         if host_rows:
-            self._update_host(torch.cat(host_rows), torch.cat(host_grads))
+            rows = torch.cat(host_rows)
+            rows, grads = self._filtered(rows, rows, torch.cat(host_grads))
+            self._update_host(rows, grads)
 
-    def _hold_frozen(self, rows: torch.Tensor, grads: torch.Tensor):
-        """Host-mode lookups of frozen hot rows (slipstream freeze): their gradients go to the
-        replica's missed-gradient sum instead of the host rows, which stay as they are."""
-        frozen = self.replica.frozen
-        if frozen is None:
-            return rows, grads
-        slots = self.slot_map.index_select(0, rows)
-        held = (slots >= 0) & frozen.cpu()[slots.clamp(min=0)]
-        if not held.any():
-            return rows, grads
-        held_dev = held.to(grads.device)
-        self.replica.frozen_grads.index_add_(0, slots[held].to(self.device), grads[held_dev])
-        return rows[~held], grads[~held_dev]
+    def _filtered(self, rows: torch.Tensor, target: torch.Tensor, grads: torch.Tensor):
+        """(target, grads) of the updates the filter keeps (all without a filter)."""
+        keep = self.update_filter(rows, grads) if self.update_filter else None
+        if keep is None:
+            return target, grads
+        return target.index_select(0, keep), grads.index_select(0, keep.to(grads.device))
 
     def _update_host(self, rows: torch.Tensor, grads: torch.Tensor) -> None:
         self.traffic.d2h_bytes += grads.numel() * grads.element_size()
-        with self.host_lock:
-            self.store.update(rows, grads)
-        if self.on_cold_update is not None:
-            self.on_cold_update(rows)
+        self.store.update(rows, grads)
 
     def zero_grad_pending(self) -> None:
         self._pending.clear()
+        self._expected.clear()

@@ -311,7 +311,7 @@ class Trainer:
     def _why_non_finite(self, batch) -> str:
         """Non-finite inputs (named by file and row), else non-finite parameters, else the
         learning rate: with the last good checkpoint to go back to."""
-        dense = getattr(batch, "dense", None)
+        dense = getattr(getattr(batch, "batch", batch), "dense", None)  # a prepared item
         if isinstance(dense, torch.Tensor) and not bool(torch.isfinite(dense).all()):
             where = _first_non_finite_row(self.dataset.split("train"), self.dataset.path)
             return f"{where}; fix the data or prepare it again ({self._last_good()})"

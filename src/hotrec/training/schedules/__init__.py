@@ -34,8 +34,10 @@ class ScheduleEntry:
 
 
 SCHEDULES: dict[str, ScheduleEntry] = {
-    "baseline": ScheduleEntry("base:Baseline", "rows on host, MLPs on the device"),
-    "device_only": ScheduleEntry("device_only:DeviceOnly", "every row in device memory"),
+    "baseline": ScheduleEntry("base:Baseline", "rows on host, MLPs on the device", slipstream=True),
+    "device_only": ScheduleEntry(
+        "device_only:DeviceOnly", "every row in device memory", slipstream=True
+    ),
     "fae": ScheduleEntry(
         "fae:FAE",
         "hot inputs as device-only batches, cold ones the baseline way",

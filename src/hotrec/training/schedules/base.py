@@ -1,13 +1,22 @@
-"""What every schedule provides, and the baseline: rows on host, MLPs on the device."""
+"""The schedule protocol, and the baseline: rows on host, MLPs on the device.
+
+Every schedule does its host-side work once per batch in `prepare(batch) -> Prepared`
+(global rows, replica slots, micro-batch split, cold-row gathers), run ahead in the loader
+thread or a look-ahead worker, and its device work in `step(item) -> StepResult`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
+import torch
+
 from hotrec.training.context import StepContext
-from hotrec.training.steps import train_step
+from hotrec.training.steps import select, train_step
 from hotrec.types import Batch
 
 
@@ -30,36 +39,92 @@ class StepResult:
         return StepResult(math.nan, 0, skipped)
 
 
+@dataclass
+class Prepared:
+    """One mini-batch after the host-side work of `prepare`."""
+
+    batch: Batch  # on host
+    ids: torch.Tensor | None  # int64 [B, K] global rows (None: a representation without rows)
+    slots: torch.Tensor | None = None  # int64 [B, K] hot-set slot of each lookup, -1 = cold
+    generation: int = 0  # the hot set the slots were computed with (changes at a re-profile)
+    trains_hot: bool = True  # updates hot rows (fae's cold batches: not on the device side)
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    def select(self, keep: torch.Tensor) -> Prepared:
+        """The item restricted to the inputs where `keep` (bool [B]) holds, in order; what was
+        computed for them is kept, not computed again."""
+        return dataclasses.replace(
+            self,
+            batch=select(self.batch, keep),
+            ids=None if self.ids is None else self.ids[keep],
+            slots=None if self.slots is None else self.slots[keep],
+        )
+
+
 class Schedule:
     """How batches flow through host and device for one training run.
 
-    attach(ctx) installs the embedding placement; batches(epoch, start) yields the items of
-    one epoch from position `start`; step(item) is one optimizer step (a subclass implements
-    run(item) -> loss; step adds the accounting); sync() makes the host rows current (before
-    evaluation and checkpoints); reload() refreshes device copies after the host rows changed
-    (a restored checkpoint); traffic() is the embedding bytes moved so far, both ways; stats()
-    reports traffic and shares.
+    attach(ctx) installs the embedding placement; batches(epoch, start) yields the prepared
+    items of one epoch from position `start`; prepare(batch) is the host-side work of one
+    batch and step(item) one optimizer step (a subclass implements run(item) -> loss; step
+    adds the accounting); sync() makes the host rows current (before evaluation and
+    checkpoints); reload() refreshes device copies after the host rows changed (a restored
+    checkpoint); traffic() is the embedding bytes moved so far, both ways; stats() reports
+    traffic and shares. `hotset` is the placement's hot set, for schedules that have one.
     """
 
     name = "schedule"
+    hotset = None
 
     def attach(self, ctx: StepContext) -> None:
         self.ctx = ctx
+        self.generation = 0  # bumped when the hot set changes: older items are prepared again
 
+    # -- the epoch ------------------------------------------------------------------------------
     def num_batches(self) -> int:
         return len(self.ctx.loader)
 
-    def batches(self, epoch: int, start: int = 0) -> Iterator:
-        return self.ctx.loader.epoch(epoch, start)
+    def hot_batches_per_epoch(self) -> int:
+        """Batches per epoch that train hot rows (all of them, unless the schedule says)."""
+        return self.num_batches()
 
-    def step(self, item) -> StepResult:
-        """One optimizer step on `item` (a batch, or what this schedule's batches() yields)."""
+    def epoch_rows(self, epoch: int) -> list[np.ndarray]:
+        """Row indices of the training split in each batch of `epoch`, in order."""
+        loader, bs = self.ctx.loader, self.ctx.loader.batch_size
+        blocks = loader.batch_order(epoch)
+        return [np.arange(b * bs, min((b + 1) * bs, loader.rows)) for b in blocks]
+
+    def batches(
+        self, epoch: int, start: int = 0, prepare: Callable[[Batch], Prepared] | None = None
+    ) -> Iterator[Prepared]:
+        """Prepared items of one epoch from `start` on, prepared in the loader thread (by
+        `prepare` when a filter wraps this schedule's own)."""
+        return self.ctx.loader.epoch(epoch, start, transform=prepare or self.prepare)
+
+    # -- host side ------------------------------------------------------------------------------
+    def global_ids(self, sparse: torch.Tensor) -> torch.Tensor | None:
+        """Per-table ids [B, T] -> int64 [B, K] global rows on the host (None without rows)."""
+        part = self.ctx.rows
+        if part is None:
+            return None
+        return part.global_ids(sparse.to(part.offsets.device)).cpu()
+
+    def prepare(self, batch: Batch) -> Prepared:
+        return Prepared(batch, self.global_ids(batch.sparse), generation=self.generation)
+
+    # -- device side ----------------------------------------------------------------------------
+    def step(self, item: Prepared | Batch) -> StepResult:
+        """One optimizer step on `item` (a prepared item, or a plain batch prepared now)."""
+        if isinstance(item, Batch) or item.generation != self.generation:
+            item = self.prepare(item if isinstance(item, Batch) else item.batch)
         h2d, d2h = self.traffic()
         loss = self.run(item)
         h2d_after, d2h_after = self.traffic()
         return StepResult(loss, len(item), 0, h2d_after - h2d, d2h_after - d2h)
 
-    def run(self, item) -> float:
+    def run(self, item: Prepared) -> float:
         """Forward, backward and updates on `item`; the mean loss."""
         raise NotImplementedError
 
@@ -82,6 +147,11 @@ class Schedule:
             moved = [b.to(ctx.device, non_blocking=True) for b in micro_batches]
         return train_step(ctx, moved)
 
+    def _expect_rows(self, item: Prepared) -> None:
+        """Hand the item's global rows to the row part, so its forward does not recompute them."""
+        if item.ids is not None:
+            self.ctx.rows.expect(item.ids.reshape(-1))
+
 
 class Baseline(Schedule):
     """Hybrid CPU-GPU ("Intel-optimized DLRM"): rows gathered on host, copied to the device,
@@ -93,8 +163,9 @@ class Baseline(Schedule):
         super().attach(ctx)
         ctx.model.embeddings.place(ctx.device)
 
-    def run(self, item: Batch) -> float:
-        return self._step_on_device([item])
+    def run(self, item: Prepared) -> float:
+        self._expect_rows(item)
+        return self._step_on_device([item.batch])
 
     def traffic(self) -> tuple[int, int]:
         part = self.ctx.rows

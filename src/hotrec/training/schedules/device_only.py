@@ -7,8 +7,7 @@ import torch
 from hotrec.errors import HotrecError
 from hotrec.placement.bytesize import format_bytes
 from hotrec.training.context import StepContext
-from hotrec.training.schedules.base import Schedule
-from hotrec.types import Batch
+from hotrec.training.schedules.base import Prepared, Schedule
 
 HEADROOM = 0.85  # share of free device memory the tables may take (the rest: MLPs, activations)
 
@@ -32,8 +31,9 @@ class DeviceOnly(Schedule):
         emb.to(ctx.device)  # store, offsets and keys
         emb.out_device = None
 
-    def run(self, item: Batch) -> float:
-        return self._step_on_device([item])
+    def run(self, item: Prepared) -> float:
+        self._expect_rows(item)
+        return self._step_on_device([item.batch])
 
     def stats(self) -> dict:
         return {"schedule": self.name, "h2d_bytes": 0, "d2h_bytes": 0}

@@ -15,9 +15,10 @@ import numpy as np
 
 from hotrec.data.loader import IndexBatches
 from hotrec.embeddings.parts import numpy_keys
+from hotrec.placement.hot_cold import LookupPlan
 from hotrec.progress import console
 from hotrec.training.context import StepContext
-from hotrec.training.schedules.base import Schedule
+from hotrec.training.schedules.base import Prepared, Schedule
 from hotrec.training.schedules.placed import (
     Reprofiler,
     install_routing,
@@ -101,12 +102,29 @@ class FAE(Schedule):
         order = interleave(len(hot), len(cold), ctx.placement.fae_run_length)
         return [hot[i] if is_hot else cold[i] for is_hot, i in order]
 
-    def batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
-        return self.loader.iterate(self.epoch_order(epoch)[start:])
+    def hot_batches_per_epoch(self) -> int:
+        return len(self.hot_batches) or self.num_batches()
 
-    def run(self, item: Batch) -> float:
-        ids = self.routed.global_ids(item.sparse)  # [B, K] global ids
-        hot = bool((self.routed.slot_map[ids] >= 0).all())
+    def epoch_rows(self, epoch: int) -> list[np.ndarray]:
+        return self.epoch_order(epoch)
+
+    def batches(
+        self, epoch: int, start: int = 0, prepare: Callable[[Batch], Prepared] | None = None
+    ) -> Iterator[Prepared]:
+        return self.loader.iterate(self.epoch_order(epoch)[start:], prepare or self.prepare)
+
+    def prepare(self, batch: Batch) -> Prepared:
+        """Global rows, slots and whether every lookup is hot (the batch then runs on the
+        replica only); streams stay as classified at start, so after a re-profile a batch
+        that is no longer all-hot runs cold."""
+        generation = self.generation  # read before the slot map: a swap in between re-prepares
+        ids = self.routed.global_ids(batch.sparse)  # [B, K]
+        slots = self.routed.slots(ids)  # [B, K]
+        hot = bool((slots >= 0).all())
+        return Prepared(batch, ids, slots, generation, trains_hot=hot)
+
+    def run(self, item: Prepared) -> float:
+        hot = item.trains_hot
         with self.ctx.timer.section("sync"):
             if hot and not self.on_device:
                 if self.host_changed:
@@ -117,13 +135,14 @@ class FAE(Schedule):
                 self.on_device = False
         self.routed.mode = "device" if hot else "host"
         self.host_changed |= not hot
-        self.reprofiler.record(ids)
-        loss = self._step_on_device([item])
+        self.reprofiler.record(item.ids)
+        self.routed.expect(LookupPlan(item.ids.reshape(-1), item.slots.reshape(-1)))
+        loss = self._step_on_device([item.batch])
         if self.reprofiler.due(self.ctx.step + 1):
-            # Streams stay as classified at start; a batch no longer all-hot runs cold.
             with self.ctx.timer.section("sync"):
                 if self.reprofiler.swap(self.routed, push=self.on_device):
                     self.host_changed = False
+                    self.generation += 1
         return loss
 
     def sync(self) -> None:

@@ -1,28 +1,31 @@
 """hotline: popular / non-popular micro-batches with a look-ahead gather (Adnan et al., ISCA 2024).
 
 Every mini-batch is split by "all lookups hot" into a popular and a non-popular micro-batch.
-A worker thread runs `lookahead` batches ahead: it deduplicates the cold rows of each upcoming
-batch and gathers them from host memory (into pinned memory, copied to the GPU on a side
-stream when there is one) while the device computes. Both micro-batches form one optimizer
-step with the mean loss of the whole mini-batch, so the math equals the baseline's.
+A worker thread runs `lookahead` batches ahead: it prepares each upcoming batch (global rows,
+slots, the split, the lookup plans) and gathers its unique cold rows from host memory (into
+pinned memory, copied to the GPU on a side stream when there is one) while the device
+computes. Both micro-batches form one optimizer step with the mean loss of the whole
+mini-batch, so the math equals the baseline's.
 
 Read-after-write hazard: a prefetched batch may hold cold rows that a later-finished step
-updated on host. Every step logs the cold rows it updated under a sequence number; before a
-prefetched batch runs, the rows updated after its gather are gathered again (patched).
+updated on host. Every step logs the cold rows it updated under a sequence number (the log
+lives here); before a prefetched batch runs, the rows updated after its gather are gathered
+again (patched).
 """
 
 from __future__ import annotations
 
-import threading
+import dataclasses
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import torch
 
 from hotrec.data.loader import prefetched
+from hotrec.placement.hot_cold import LookupPlan, plan_lookups
 from hotrec.training.context import StepContext
-from hotrec.training.schedules.base import Schedule
+from hotrec.training.schedules.base import Prepared, Schedule
 from hotrec.training.schedules.placed import (
     Reprofiler,
     install_routing,
@@ -34,19 +37,34 @@ from hotrec.types import Batch
 
 
 @dataclass
-class Prepared:
-    """A batch with its cold rows already gathered."""
+class HotlinePrepared(Prepared):
+    """A batch split into micro-batches, with its cold rows already gathered."""
 
-    batch: Batch  # on host
-    popular: torch.Tensor  # bool [B]: all lookups hot
-    cold_rows: torch.Tensor  # int64 [U] sorted unique global ids of its cold lookups
-    values: torch.Tensor  # [U, D] on the device
-    seq: int  # host updates applied when the values were read
-    generation: int  # hot set the split was made with (changes at a re-profile)
+    popular: torch.Tensor | None = None  # bool [B]: all lookups hot
+    cold_rows: torch.Tensor | None = None  # int64 [U] sorted unique global rows of cold lookups
+    values: torch.Tensor | None = None  # [U, D] their values, on the device
+    seq: int = 0  # host updates applied when the values were read
     ready: torch.cuda.Event | None = None  # the side-stream copy, on CUDA
+    micro: list[Batch] = field(default_factory=list)  # popular, then non-popular (non-empty)
+    plans: list[LookupPlan] = field(default_factory=list)  # one per micro-batch
 
-    def __len__(self) -> int:
-        return len(self.batch)
+    def select(self, keep: torch.Tensor) -> HotlinePrepared:
+        """Restricted to `keep`; cold rows and their values stay as gathered (a superset)."""
+        base = super().select(keep)
+        return split_micro(dataclasses.replace(base, popular=self.popular[keep]))
+
+
+def split_micro(item: HotlinePrepared) -> HotlinePrepared:
+    """The popular and non-popular micro-batches of an item and the plan of each forward."""
+    micro, plans = [], []
+    for part in (item.popular, ~item.popular):
+        if not bool(part.any()):
+            continue
+        micro.append(select(item.batch, part))
+        rows, slots = item.ids[part].reshape(-1), item.slots[part].reshape(-1)
+        plans.append(plan_lookups(rows, slots, item.cold_rows))
+    item.micro, item.plans = micro, plans
+    return item
 
 
 class Hotline(Schedule):
@@ -56,45 +74,41 @@ class Hotline(Schedule):
         super().attach(ctx)
         self.hotset = obtain_hotset(ctx)
         self.routed = install_routing(ctx, self.hotset)
-        self.routed.on_cold_update = self._log_cold_update
         self.lookahead = max(1, ctx.placement.lookahead)
-        self.lock = threading.Lock()  # host rows: worker gathers vs main-thread updates
-        self.routed.host_lock = self.lock
+        self.store = self.routed.store
         self.seq = 0
         self.log: deque[tuple[int, torch.Tensor]] = deque(maxlen=self.lookahead + 8)
-        self._updated: list[torch.Tensor] = []
         self.side = torch.cuda.Stream(ctx.device) if ctx.device.type == "cuda" else None
         self.popular_samples = self.samples = self.patched_rows = self.regathered = 0
         self.reprofiler = Reprofiler(ctx.placement.reprofile_every, self.hotset.capacity)
-        self.generation = 0
 
-    def batches(self, epoch: int, start: int = 0) -> Iterator[Prepared]:
+    def batches(
+        self, epoch: int, start: int = 0, prepare: Callable[[Batch], Prepared] | None = None
+    ) -> Iterator[Prepared]:
         base = self.ctx.loader.epoch(epoch, start)
-        return prefetched(self.prepare, base, self.lookahead)
+        return prefetched(prepare or self.prepare, base, self.lookahead)
 
-    def prepare(self, batch: Batch) -> Prepared:
-        """Worker side: split mask, unique cold rows, their values gathered and shipped."""
+    def prepare(self, batch: Batch) -> HotlinePrepared:
+        """Worker side: rows, slots, split, plans, and the unique cold rows gathered and shipped."""
         generation = self.generation  # read before the slot map: a swap in between re-prepares
-        ids = self.routed.global_ids(batch.sparse)  # [B, K] global ids
-        hot = self.routed.slot_map[ids] >= 0  # [B, T]
-        cold_rows = torch.unique(ids[~hot])  # sorted
-        with self.lock:
+        ids = self.routed.global_ids(batch.sparse)  # [B, K]
+        slots = self.routed.slots(ids)  # [B, K]
+        cold_rows = torch.unique(ids[slots < 0])  # sorted
+        with self.store.lock:
             seq = self.seq
-            values = self.routed.store.gather(cold_rows)
-        prepared = Prepared(batch, hot.all(dim=1), cold_rows, values, seq, generation)
+            values = self.store.gather(cold_rows)
+        item = HotlinePrepared(
+            batch, ids, slots, generation, True, (slots >= 0).all(dim=1), cold_rows, values, seq
+        )
         if self.side is not None:
             with torch.cuda.stream(self.side):
-                prepared.values = values.pin_memory().to(self.ctx.device, non_blocking=True)
-                prepared.ready = torch.cuda.Event()
-                prepared.ready.record(self.side)
-        return prepared
+                item.values = values.pin_memory().to(self.ctx.device, non_blocking=True)
+                item.ready = torch.cuda.Event()
+                item.ready.record(self.side)
+        return split_micro(item)
 
-    def run(self, item: Batch | Prepared) -> float:
+    def run(self, item: HotlinePrepared) -> float:
         t = self.ctx
-        if isinstance(item, Batch):  # called without the pipeline: gather now
-            item = self.prepare(item)
-        elif item.generation != self.generation:  # split made with an older hot set
-            item = self.prepare(item.batch)
         with t.timer.section("waiting"):
             if item.ready is not None:
                 torch.cuda.current_stream().wait_event(item.ready)
@@ -103,29 +117,24 @@ class Hotline(Schedule):
         if item.ready is not None:  # values came from the side stream: keep them alive here
             item.values.record_stream(torch.cuda.current_stream())
         self.routed.prefetched = (item.cold_rows, item.values)
-        popular = item.popular
-        micro = [select(item.batch, popular), select(item.batch, ~popular)]
-        micro = [b for b in micro if len(b) > 0]
         with t.timer.section("transfer"):
-            micro = [b.to(t.device, non_blocking=True) for b in micro]
-        self._updated.clear()
+            micro = [b.to(t.device, non_blocking=True) for b in item.micro]
+        for plan in item.plans:
+            self.routed.expect(plan)
         loss = train_step(t, micro)
         self.seq += 1  # after this step's host writes: a gather reading seq sees them
-        if self._updated:
-            self.log.append((self.seq, torch.unique(torch.cat(self._updated))))
+        if len(item.cold_rows):
+            self.log.append((self.seq, item.cold_rows))
         self.routed.prefetched = None
-        self.reprofiler.record(self.routed.global_ids(item.batch.sparse))
+        self.reprofiler.record(item.ids)
         if self.reprofiler.due(t.step + 1):
             with t.timer.section("sync"):
                 self.generation += int(self.reprofiler.swap(self.routed))
-        self.popular_samples += int(popular.sum())
+        self.popular_samples += int(item.popular.sum())
         self.samples += len(item)
         return loss
 
-    def _log_cold_update(self, rows: torch.Tensor) -> None:
-        self._updated.append(rows.cpu())
-
-    def _patch(self, item: Prepared) -> None:
+    def _patch(self, item: HotlinePrepared) -> None:
         """Re-gather the prefetched rows that steps finished after the gather have changed."""
         newer = [rows for s, rows in self.log if s > item.seq]
         if not newer:
@@ -137,7 +146,7 @@ class Hotline(Schedule):
             else torch.isin(item.cold_rows, torch.cat(newer))
         )
         if stale.any():
-            fresh = self.routed.store.gather(item.cold_rows[stale])
+            fresh = self.store.gather(item.cold_rows[stale])
             item.values[stale.to(item.values.device)] = fresh.to(item.values.device)
             self.patched_rows += int(stale.sum())
             self.regathered += int(missing)

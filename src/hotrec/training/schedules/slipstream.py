@@ -1,26 +1,32 @@
 """slipstream: skip hot inputs whose embeddings stopped changing (Maboud et al., 2024).
 
-A filter over fae or hotline, per epoch: after `start` x (the epoch's hot batches) hot batches,
-snapshot the hot rows; after another `window` x (hot batches), snapshot again; fit the
-staleness detector on a sample of the hot inputs the epoch has not trained yet; from then on,
-hot inputs whose lookups are all (or `alpha`) stale get no forward and no backward for the rest
-of the epoch. Cold inputs are never skipped. Approximate by design: the quality bound is
-stated and measured in the README and tests.
+A filter over any schedule (baseline, device_only, fae, hotline), per epoch: after `start` x
+(the epoch's hot batches) hot batches, snapshot the hot rows; after another `window` x (hot
+batches), snapshot again; fit the staleness detector on a sample of the hot inputs the epoch
+has not trained yet; from then on, hot inputs whose lookups are all (or `alpha`) stale get
+no forward and no backward for the rest of the epoch (mode "skip"), or stale rows get no
+update while every input trains (mode "freeze", through the row part's update filter).
+Cold inputs are never skipped.
+
+The hot rows watched are the base schedule's hot set when it has one (fae, hotline: the
+device replica), else a profile of the training split under the same hot budget (baseline,
+device_only: rows in the store). The filter knows the protocol only: items carry their
+global rows and slots, `select` narrows them, `sync` makes the store current.
+Approximate by design: the quality bound is stated and measured in the README and tests.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 from hotrec.placement.staleness import StalenessDetector
 from hotrec.training.context import StepContext
-from hotrec.training.schedules.base import Schedule, StepResult
-from hotrec.training.schedules.hotline import Prepared
-from hotrec.training.steps import select
+from hotrec.training.schedules.base import Prepared, Schedule, StepResult
+from hotrec.training.schedules.placed import obtain_hotset
+from hotrec.types import Batch
 
 
 class Slipstream(Schedule):
@@ -32,70 +38,77 @@ class Slipstream(Schedule):
         super().attach(ctx)
         self.base.attach(ctx)
         p = ctx.placement
+        self.hotset = self.base.hotset or obtain_hotset(ctx)
+        self.slot_map = torch.from_numpy(self.hotset.slot_map())  # [R] host: slot, -1 = cold
+        self.watched = torch.as_tensor(self.hotset.rows, dtype=torch.int64)  # [N] global rows
         self.detector = StalenessDetector(
             p.slipstream_target, p.slipstream_tolerance, p.slipstream_alpha or None
         )
         self.mode = p.slipstream_mode
         self.skipped = self.seen_hot = self.consumed = 0
         self.epochs: list[dict] = []
+        self.frozen: torch.Tensor | None = None  # bool [N] host: rows whose updates are held
+        self.frozen_grads: torch.Tensor | None = None  # [N, D]: the updates they missed
+        ctx.rows.update_filter = self._hold_frozen
 
     # -- the epoch's plan ------------------------------------------------------------------------
-    def hot_batches_per_epoch(self) -> int:
-        return len(getattr(self.base, "hot_batches", [])) or self.base.num_batches()
-
-    def batches(self, epoch: int, start: int = 0) -> Iterator:
+    def batches(self, epoch: int, start: int = 0, prepare=None):
         p = self.ctx.placement
-        n_hot = self.hot_batches_per_epoch()
+        n_hot = self.base.hot_batches_per_epoch()
         self.epoch, self.position, self.hot_seen = epoch, start, 0
         self.begin = int(p.slipstream_start * n_hot)
         self.window = max(1, int(p.slipstream_window * n_hot))
         self.end = self.begin + self.window
-        self._unfreeze()  # every epoch starts with all rows live
+        self.frozen = self.frozen_grads = None  # every epoch starts with all rows live
         self.before = None
         self.fitted = False
-        return self.base.batches(epoch, start)
+        return self.base.batches(epoch, start, self.prepare)
 
     def num_batches(self) -> int:
         return self.base.num_batches()
 
+    def prepare(self, batch: Batch) -> Prepared:
+        """The base schedule's item, with slots in the watched hot set when it has none."""
+        item = self.base.prepare(batch)
+        if item.slots is None:
+            item.slots = self.slot_map[item.ids]  # [B, K]
+        return item
+
     # -- one step --------------------------------------------------------------------------------
-    def step(self, item) -> StepResult:
-        prepared = isinstance(item, Prepared)
-        self.consumed += len(item)
+    def step(self, item: Prepared | Batch) -> StepResult:
+        if isinstance(item, Batch):
+            item = self.prepare(item)
         size = len(item)
-        slots = self._slots(item.batch.sparse if prepared else item.sparse)  # [B, T]
-        hot_inputs = (slots >= 0).all(dim=1)  # [B]
-        hot = prepared or bool(hot_inputs.all())  # hotline: every mini-batch trains hot rows
-        if hot and self.hot_seen == self.begin and self.before is None:
+        self.consumed += size
+        hot_inputs = (item.slots >= 0).all(dim=1)  # [B]
+        if item.trains_hot and self.hot_seen == self.begin and self.before is None:
             self.before = self._hot_rows_now()
+        trained = item
         if self.fitted and self.mode == "skip":
-            item = self._drop_skippable(item, slots, hot_inputs)
+            trained = self._drop_skippable(item, hot_inputs)
         self.position += 1
-        if item is None:
+        if trained is None:
             return StepResult.nothing_trained(size)
-        result = self.base.step(item)
-        if hot:
+        result = self.base.step(trained)
+        if item.trains_hot:
             self.hot_seen += 1
             if self.hot_seen == self.end and self.before is not None and not self.fitted:
                 self._fit()
             elif self._freezing() and self.hot_seen % self.window == 0:
                 self._recheck_frozen()
-        return dataclasses.replace(result, skipped=size - len(item))
+        return dataclasses.replace(result, skipped=size - len(trained))
 
     def _hot_rows_now(self) -> torch.Tensor:
-        """Current values of the hot rows [N, D]: synced to host first, so fae's replica being
-        behind after a cold run does not matter."""
+        """Current values of the watched rows [N, D]: the store made current first, so a
+        replica being ahead or behind does not matter."""
         self.base.sync()
-        routed = self.base.routed
-        return routed.store.weight.index_select(0, routed.replica.rows).clone()
+        store = self.ctx.store
+        return store.weight.index_select(0, self.watched.to(store.weight.device)).clone()
 
-    def _slots(self, sparse: torch.Tensor) -> torch.Tensor:
-        return self.base.routed.slot_map[self.base.routed.global_ids(sparse)]  # [B, K]
-
-    def _drop_skippable(self, item, slots: torch.Tensor, hot: torch.Tensor):
+    def _drop_skippable(self, item: Prepared, hot: torch.Tensor) -> Prepared | None:
         """The item without its skippable hot inputs; None when nothing is left."""
         skip = torch.zeros_like(hot)
-        skip[hot] = self.detector.skippable(slots[hot])
+        skip[hot] = self.detector.skippable(item.slots[hot])
         self.skipped += int(skip.sum())
         self.seen_hot += int(hot.sum())
         record = self.epochs[-1]  # this epoch's realized share, over hot inputs after the fit
@@ -105,13 +118,7 @@ class Slipstream(Schedule):
             return item
         if skip.all():
             return None
-        keep = ~skip
-        if isinstance(item, Prepared):  # skipped inputs are all-hot: cold rows stay as gathered
-            # A copy: the loop still counts the whole batch as consumed.
-            return dataclasses.replace(
-                item, batch=select(item.batch, keep), popular=item.popular[keep]
-            )
-        return select(item, keep)
+        return item.select(~skip)  # a copy: the loop still counts the whole batch as consumed
 
     def _fit(self) -> None:
         after = self._hot_rows_now()
@@ -134,58 +141,66 @@ class Slipstream(Schedule):
             self._freeze(d.stale_)
 
     def _upcoming_hot_slots(self) -> torch.Tensor:
-        """Slots [S, T] of a seeded sample of the hot inputs this epoch has not trained yet."""
-        p, ctx = self.ctx.placement, self.ctx
-        rows = self._remaining_rows()
+        """Slots [S, K] of a seeded sample of the hot inputs this epoch has not trained yet."""
+        ctx = self.ctx
+        order = self.base.epoch_rows(self.epoch)[self.position :]
+        rows = np.concatenate(order) if order else np.zeros(0, np.int64)
         rng = np.random.default_rng([ctx.seed, self.epoch, 7])
-        take = max(1, int(round(p.slipstream_sample * len(rows)))) if len(rows) else 0
+        take = max(1, int(round(ctx.placement.slipstream_sample * len(rows)))) if len(rows) else 0
         rows = np.sort(rng.choice(rows, size=take, replace=False)) if take else rows
         sparse = torch.from_numpy(np.asarray(ctx.train.sparse[rows], np.int64))
-        slots = self._slots(sparse)
+        slots = self.slot_map[self.base.global_ids(sparse)]
         return slots[(slots >= 0).all(dim=1)]
 
-    def _remaining_rows(self) -> np.ndarray:
-        """Row indices of the batches after the current position in this epoch's order."""
-        base = self.base
-        if hasattr(base, "epoch_order"):  # fae: index batches
-            order = base.epoch_order(self.epoch)[self.position :]
-            return np.concatenate(order) if order else np.zeros(0, np.int64)
-        loader = self.ctx.loader
-        blocks = loader.batch_order(self.epoch)[self.position :]
-        bs = loader.batch_size
-        parts = [np.arange(b * bs, min((b + 1) * bs, loader.rows)) for b in blocks]
-        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    # -- freeze mode: a filter on row updates ----------------------------------------------------
+    def _hold_frozen(self, rows: torch.Tensor, grads: torch.Tensor) -> torch.Tensor | None:
+        """Updates of frozen rows are held back (their gradients summed in frozen_grads);
+        the positions of the others, or None when nothing is held."""
+        if self.frozen is None:
+            return None
+        slots = self.slot_map[rows.cpu()]  # [n] host
+        held = (slots >= 0) & self.frozen[slots.clamp(min=0)]
+        if not bool(held.any()):
+            return None
+        where = torch.nonzero(held).squeeze(1)
+        self.frozen_grads.index_add_(
+            0,
+            slots.index_select(0, where).to(self.frozen_grads.device),
+            grads.index_select(0, where.to(grads.device)).to(self.frozen_grads.dtype),
+        )
+        return torch.nonzero(~held).squeeze(1)
 
-    # -- freeze mode ------------------------------------------------------------------------------
     def _freeze(self, stale: torch.Tensor) -> None:
-        """Stop updating stale rows; remember the replica to measure live rows' next change."""
-        replica = self.base.routed.replica
-        replica.frozen = stale.to(replica.weight.device)
-        replica.frozen_grads = torch.zeros_like(replica.weight)
+        """Stop updating stale rows; remember the rows to measure live rows' next change."""
+        self.frozen = stale.cpu()
+        self.frozen_grads = torch.zeros(
+            len(self.watched), self.ctx.store.dim, device=self.ctx.device
+        )
         self.snapshot = self._hot_rows_now()
         self.epochs[-1]["frozen_rows"] = int(stale.sum())
 
     def _recheck_frozen(self) -> None:
         """Every window: live rows whose change fell below T freeze, frozen rows whose missed
         update (lr x summed gradient, an SGD estimate) reaches T come back to life."""
-        replica, d = self.base.routed.replica, self.detector
-        change = (self._hot_rows_now() - self.snapshot).abs().amax(dim=1)  # [N] live rows, host
-        missed = replica.frozen_grads.abs().amax(dim=1).cpu() * replica.store.lr  # [N] frozen
-        frozen = replica.frozen.cpu()
+        d = self.detector
+        change = (self._hot_rows_now() - self.snapshot).abs().amax(dim=1).cpu()  # [N] live rows
+        missed = self.frozen_grads.abs().amax(dim=1).cpu() * self.ctx.store.lr  # [N] frozen
+        frozen = self.frozen
         change = torch.where(frozen, missed, change)
         revived = int((frozen & (change >= d.threshold_)).sum())
         self._freeze(change < d.threshold_)
         self.epochs[-1]["revived_rows"] = self.epochs[-1].get("revived_rows", 0) + revived
 
     def _freezing(self) -> bool:
-        return self.mode == "freeze" and self.base.routed.replica.frozen is not None
-
-    def _unfreeze(self) -> None:
-        replica = getattr(getattr(self.base, "routed", None), "replica", None)
-        if replica is not None:
-            replica.frozen = replica.frozen_grads = None
+        return self.mode == "freeze" and self.frozen is not None
 
     # -- the rest delegates ------------------------------------------------------------------------
+    def hot_batches_per_epoch(self) -> int:
+        return self.base.hot_batches_per_epoch()
+
+    def epoch_rows(self, epoch: int) -> list[np.ndarray]:
+        return self.base.epoch_rows(epoch)
+
     def traffic(self) -> tuple[int, int]:
         return self.base.traffic()
 
