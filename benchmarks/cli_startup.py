@@ -19,7 +19,15 @@ import sys
 import time
 from pathlib import Path
 
-from common import RESULTS, command_line, machine, write_result
+from common import (
+    RESULTS,
+    command_line,
+    commit_of,
+    machine,
+    ratio_summary,
+    start_plot,
+    write_result,
+)
 
 HERE = Path(__file__).resolve().parents[1] / "src"
 COMMANDS = {"hotrec --help": ["--help"], "hotrec train --help": ["train", "--help"]}
@@ -44,18 +52,8 @@ def imports_torch(src: Path) -> bool:
     return out.stdout.strip() == "True"
 
 
-def commit_of(src: Path) -> str | None:
-    out = subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True)  # fmt: skip
-    return out.stdout.strip() or None
-
-
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = start_plot()
     names = list(result["commands"])
     fig, ax = plt.subplots(figsize=(6, 3))
     width = 0.38
@@ -96,9 +94,7 @@ def main() -> None:
             t = times[c][tree]
             row[tree] = {"median_s": round(statistics.median(t), 4),
                          "min_s": round(min(t), 4), "max_s": round(max(t), 4)}  # fmt: skip
-        ratios = [a / b for a, b in zip(times[c]["after"], times[c]["before"], strict=True)]
-        row["after_over_before"] = {"median": round(statistics.median(ratios), 3),
-                                    "min": round(min(ratios), 3), "max": round(max(ratios), 3)}  # fmt: skip
+        row["after_over_before"] = ratio_summary(times[c]["after"], times[c]["before"])
         result["commands"][c] = row
         print(f"{c:22s} before {row['before']['median_s'] * 1e3:6.1f} ms  after "
               f"{row['after']['median_s'] * 1e3:6.1f} ms  ratio {row['after_over_before']['median']:.3f} "

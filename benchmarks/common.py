@@ -54,6 +54,34 @@ def kaggle_like_dataset(workdir: Path, rows: int, max_table_rows: int) -> Path:
     return data
 
 
+def commit_of(src: Path) -> str | None:
+    """The short git commit of the tree that holds `src`, for results comparing two trees."""
+    import subprocess
+
+    out = subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True)  # fmt: skip
+    return out.stdout.strip() or None
+
+
+def ratio_summary(after: list[float], before: list[float]) -> dict:
+    """Per-round ratios after/before of paired measurements: median, min, max."""
+    import statistics
+
+    ratios = [a / b for a, b in zip(after, before, strict=True)]
+    return {"median": round(statistics.median(ratios), 3), "min": round(min(ratios), 3),
+            "max": round(max(ratios), 3)}  # fmt: skip
+
+
+def start_plot():
+    """A headless matplotlib pyplot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def command_line() -> str:
     """The command that reproduces this run."""
     return "python " + " ".join(shlex.quote(a) for a in sys.argv)

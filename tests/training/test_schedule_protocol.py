@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 SCHEDULES = Path(__file__).resolve().parents[2] / "src" / "hotrec" / "training" / "schedules"
 
 
@@ -120,3 +122,67 @@ def test_commands_that_do_not_train_do_not_import_torch_or_numpy():
 
     code = "import sys, hotrec.cli.main; sys.exit('torch' in sys.modules or 'numpy' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+SCHEDULE_NAMES = ["baseline", "device_only", "fae", "hotline"]
+
+
+def count_row_work(tmp_path, data, monkeypatch, schedule, slipstream, steps=5):
+    """Calls of the global-row and slot computations over `steps` training steps."""
+    from collections import Counter
+
+    from hotrec.config import load_config
+    from hotrec.embeddings.table import TableEmbedding
+    from hotrec.placement.hot_cold import RoutedEmbedding
+    from hotrec.training.schedules.slipstream import Slipstream
+    from hotrec.training.trainer import start_run
+
+    cfg = load_config("tiny", [f"data.path='{data}'", f"placement.schedule='{schedule}'",
+                               "placement.hot_budget='1KiB'", "data.batch_size=64",
+                               f"placement.slipstream={str(slipstream).lower()}"])  # fmt: skip
+    trainer = start_run(cfg, tmp_path / "run")
+    calls: Counter = Counter()
+
+    def counted(cls, name, kind):
+        original = getattr(cls, name)
+
+        def wrapper(self, *args, **kwargs):
+            calls[kind] += 1
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, wrapper)
+
+    counted(TableEmbedding, "global_ids", "ids")
+    counted(RoutedEmbedding, "global_ids", "ids")
+    counted(RoutedEmbedding, "slots", "slots")
+    counted(Slipstream, "slots", "slots")
+    counted(type(trainer.schedule), "prepare", "prepared")  # the loader may prepare ahead
+    items = trainer.schedule.batches(0)  # 5 steps: before Slipstream's first fit
+    for _ in range(steps):
+        trainer.ctx.step = trainer.state.step
+        assert trainer.schedule.step(next(items)).trained
+        trainer.state.step += 1
+    items.close()
+    assert calls["prepared"] >= steps
+    return calls
+
+
+@pytest.mark.parametrize("slipstream", [False, True])
+@pytest.mark.parametrize("schedule", SCHEDULE_NAMES)
+def test_global_rows_and_slots_are_computed_once_per_batch(
+    tmp_path, toy_dataset, monkeypatch, schedule, slipstream
+):
+    calls = count_row_work(tmp_path, toy_dataset, monkeypatch, schedule, slipstream)
+    assert calls["ids"] == calls["prepared"]  # steps and forwards computed none of their own
+    has_slots = schedule in ("fae", "hotline") or slipstream
+    assert calls["slots"] == (calls["prepared"] if has_slots else 0)
+
+
+def test_negative_control_a_forward_that_recomputes_rows_is_counted(
+    tmp_path, toy_dataset, monkeypatch
+):
+    from hotrec.training.schedules.base import Schedule
+
+    monkeypatch.setattr(Schedule, "_expect_rows", lambda self, item: None)
+    calls = count_row_work(tmp_path, toy_dataset, monkeypatch, "baseline", False)
+    assert calls["ids"] == calls["prepared"] + 5

@@ -71,8 +71,12 @@ class Slipstream(Schedule):
         """The base schedule's item, with slots in the watched hot set when it has none."""
         item = self.base.prepare(batch)
         if item.slots is None:
-            item.slots = self.slot_map[item.ids]  # [B, K]
+            item.slots = self.slots(item.ids)  # [B, K]
         return item
+
+    def slots(self, ids: torch.Tensor) -> torch.Tensor:
+        """Global rows (host) -> slots in the watched hot set, -1 where cold."""
+        return self.slot_map[ids]
 
     # -- one step --------------------------------------------------------------------------------
     def step(self, item: Prepared | Batch) -> StepResult:
@@ -149,7 +153,7 @@ class Slipstream(Schedule):
         take = max(1, int(round(ctx.placement.slipstream_sample * len(rows)))) if len(rows) else 0
         rows = np.sort(rng.choice(rows, size=take, replace=False)) if take else rows
         sparse = torch.from_numpy(np.asarray(ctx.train.sparse[rows], np.int64))
-        slots = self.slot_map[self.base.global_ids(sparse)]
+        slots = self.slots(self.base.global_ids(sparse))
         return slots[(slots >= 0).all(dim=1)]
 
     # -- freeze mode: a filter on row updates ----------------------------------------------------
