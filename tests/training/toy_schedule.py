@@ -18,10 +18,11 @@ class Halves(Schedule):
         self.micro_batches = 0
 
     def run(self, item: Prepared) -> float:
-        b, half = item.batch, len(item) // 2
-        parts = [Batch(b.dense[i:j], b.sparse[i:j], b.label[i:j])
-                 for i, j in ((0, half), (half, len(b)))]  # fmt: skip
-        parts = [p for p in parts if len(p)]
+        b, half, parts = item.batch, len(item) // 2, []
+        for i, j in ((0, half), (half, len(b))):
+            if j > i:
+                parts.append(Batch(b.dense[i:j], b.sparse[i:j], b.label[i:j]))
+                self.ctx.rows.expect(item.ids[i:j].reshape(-1))  # rows from prepare
         self.micro_batches += len(parts)
         return self._step_on_device(parts)
 

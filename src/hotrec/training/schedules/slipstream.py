@@ -76,7 +76,7 @@ class Slipstream(Schedule):
 
     def slots(self, ids: torch.Tensor) -> torch.Tensor:
         """Global rows (host) -> slots in the watched hot set, -1 where cold."""
-        return self.slot_map[ids]
+        return self.slot_map.index_select(0, ids.reshape(-1)).view(ids.shape)
 
     # -- one step --------------------------------------------------------------------------------
     def step(self, item: Prepared | Batch) -> StepResult:
