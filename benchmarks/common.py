@@ -101,7 +101,12 @@ def training_args(doc: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--rows", type=int, default=1_000_000, help="synthetic dataset rows")
     p.add_argument("--max-table-rows", type=int, default=1_000_000, help="cap on table rows")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        choices=("cpu", "cuda"),
+        help="where the networks run (default: cuda when present, else cpu)",
+    )
     p.add_argument("--workdir", type=Path, default=Path("benchmarks/work"))
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--name", default=None, help="result file name (default <benchmark>_<device>)")

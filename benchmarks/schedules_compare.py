@@ -3,6 +3,9 @@
     git worktree add /tmp/hotrec-before <commit>
     python benchmarks/schedules_compare.py --before /tmp/hotrec-before/src --rows 300000 --rounds 5
 
+(--after defaults to this tree; give a worktree of a commit too if you edit this one while
+the benchmark runs.)
+
 Each round trains one epoch of every schedule under both trees, alternating which tree goes
 first, each run in a fresh interpreter with PYTHONPATH at the tree's src/ (same dataset, same
 config: the criteo-kaggle preset on the synthetic criteo-kaggle profile). Reports per
@@ -98,6 +101,7 @@ def plot(result: dict, path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--before", type=Path, help="src/ of the reference tree")
+    p.add_argument("--after", type=Path, default=HERE, help="src/ of the tree measured (this one)")
     p.add_argument("--rows", type=int, default=300_000)
     p.add_argument("--max-table-rows", type=int, default=1_000_000)
     p.add_argument("--hot-budget", default="16MiB")
@@ -116,7 +120,7 @@ def main() -> None:
         p.error("--before is required")
     args.workdir.mkdir(parents=True, exist_ok=True)
     data = kaggle_like_dataset(args.workdir, args.rows, args.max_table_rows)
-    trees = {"before": args.before.resolve(), "after": HERE}
+    trees = {"before": args.before.resolve(), "after": args.after.resolve()}
     runs = {s: {t: [] for t in trees} for s in SCHEDULES}
     for r in range(args.rounds):
         order = list(trees.items()) if r % 2 == 0 else list(trees.items())[::-1]

@@ -65,7 +65,7 @@ class TrainConfig:
     log_every: int = 100  # write a train record to metrics.jsonl every N steps
     checkpoint_every: int = 1000  # write a checkpoint every N steps (0 = only at the end)
     seed: int = 0  # seeds initialization and shuffling
-    device: str = "auto"  # auto | cpu | cuda
+    device: str = "auto"  # auto | cpu | cuda | emulated (the CPU made as strict as CUDA)
     threads: int = 0  # torch intra-op threads (0 = torch's default)
     precision: str = "fp32"  # fp32 | bf16 (autocast of MLPs/interaction; rows and loss stay fp32)
 
@@ -160,7 +160,7 @@ CHOICES = {
     "model.dhe_activation": ("relu", "mish"),
     "optim.sparse": ("sgd", "adagrad"),
     "optim.dense": ("sgd", "adagrad", "adam"),
-    "train.device": ("auto", "cpu", "cuda"),
+    "train.device": ("auto", "cpu", "cuda", "emulated"),
     "train.precision": ("fp32", "bf16"),
     "placement.slipstream_mode": ("skip", "freeze"),
 }

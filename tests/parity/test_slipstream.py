@@ -139,9 +139,13 @@ def test_freeze_mode_freezes_rows_and_keeps_every_input(tmp_path, skewed, schedu
 
 def freeze_filter(slot_map: torch.Tensor, frozen: list[bool], dim: int):
     """Slipstream's freeze-mode update filter over a given hot set, without a training run."""
+    from types import SimpleNamespace
+
+    from hotrec.device import HostDevice
     from hotrec.training.schedules.slipstream import Slipstream
 
     ss = Slipstream.__new__(Slipstream)
+    ss.ctx = SimpleNamespace(device=HostDevice())
     ss.slot_map, ss.frozen = slot_map, torch.tensor(frozen)
     ss.frozen_grads = torch.zeros(len(frozen), dim)
     return ss

@@ -18,7 +18,12 @@ def add_parser(sub) -> None:
     p.add_argument("run_dir", type=Path, metavar="RUN", help="run directory of hotrec train")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--data", type=Path, default=None, help="dataset (default: the run's)")
-    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda", "emulated"),
+        help="where the model runs (default auto: cuda when present, else cpu)",
+    )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(run=run)
 

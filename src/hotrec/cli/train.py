@@ -113,7 +113,12 @@ def add_shortcuts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--embedding-dim", type=int, help="embedding width D")
     p.add_argument("--eval-every", type=int, help="validate every N steps (0 = at the end)")
     p.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the MLPs run")
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda", "emulated"),
+        help="where the MLPs run (auto: cuda when present, else cpu; emulated: the CPU made "
+        "as strict as CUDA, counting device-to-host syncs per step)",
+    )
     p.add_argument("--seed", type=int, help="seed of initialization and shuffling")
     p.add_argument("--threads", type=int, help="torch intra-op threads")
     p.add_argument(

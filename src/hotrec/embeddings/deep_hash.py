@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hotrec.device import as_device
 from hotrec.embeddings.mp_cache import MPCache, decode_unique
 from hotrec.errors import HotrecError
 
@@ -182,7 +183,7 @@ class DeepHashEmbedding(nn.Module):
         the same math, with the gradients of repeated ids summed by the gather's backward
         instead of by the decoder's."""
         b, f = x.shape
-        features = torch.arange(f, device=x.device).expand(b, f)  # [B, F]
+        features = torch.arange(f, out=x.new_empty(f)).expand(b, f)  # [B, F] where x lives
         out = decode_unique(self.decode, features.reshape(-1), x.reshape(-1), f, self.prime)
         return out.view(b, f, -1)  # [B, F, D]
 
@@ -192,7 +193,7 @@ class DeepHashEmbedding(nn.Module):
         self.cache.refresh(self._decoder_version(), self._decode_eval)
         hit, out = self.cache.lookup(x)  # [B, F], [B, F, D] (zeros where missed)
         miss = ~hit
-        features = torch.arange(f, device=x.device).expand(b, f)  # [B, F]
+        features = torch.arange(f, out=x.new_empty(f)).expand(b, f)  # [B, F] where x lives
         out[miss] = decode_unique(self.decode, features[miss], x[miss], f, self.prime)
         return out
 
@@ -236,8 +237,9 @@ class DeepHashEmbedding(nn.Module):
         return [*self.decoder.parameters(), *self.decoder.buffers()]
 
     # -- the representation contract ---------------------------------------------------------
-    def place(self, device: torch.device) -> None:
-        self.to(device)
+    def place(self, device) -> None:
+        """Decoder and hash parameters into `device` memory (a Device or a torch device)."""
+        as_device(device).place_module(self)
 
     def step(self) -> None:
         """No rows: the dense optimizer trains the decoder."""

@@ -57,7 +57,7 @@ class HybridEmbedding(nn.Module):
             parts.append(self.dhe(ids))  # [B, K_dhe, D]
         return torch.cat(parts, dim=1)  # [B, F, D]
 
-    def place(self, device: torch.device) -> None:
+    def place(self, device) -> None:
         """Rows stay on host (their lookups go to `device`); the DHE moves to `device`."""
         if self.rows is not None:
             self.rows.place(device)

@@ -35,9 +35,9 @@ def decode_unique(
     feature = torch.div(unique, bound, rounding_mode="floor")  # [U]
     counts = torch.bincount(feature, minlength=num_features)  # [F]
     starts = torch.cumsum(counts, 0) - counts  # [F]
-    column = torch.arange(unique.shape[0], device=key.device) - starts[feature]  # [U]
+    column = torch.arange(unique.shape[0], out=key.new_empty(unique.shape[0])) - starts[feature]
     width = int(counts.max()) if unique.numel() else 0
-    grid = torch.zeros(num_features, width, dtype=torch.int64, device=key.device)  # [F, W]
+    grid = key.new_zeros((num_features, width), dtype=torch.int64)  # [F, W]
     grid[feature, column] = unique - feature * bound
     values = decode(grid)[feature, column]  # [U, D]
     return values[inverse]  # [N, D]

@@ -41,7 +41,7 @@ class QREmbedding(nn.Module):
         pairs = v.view(v.shape[0], -1, 2, v.shape[2])  # [B, T, 2, D]
         return pairs[:, :, 0] * pairs[:, :, 1]  # [B, T, D]
 
-    def place(self, device: torch.device) -> None:
+    def place(self, device) -> None:
         self.rows.place(device)
 
     def step(self) -> None:

@@ -19,7 +19,7 @@ SPARSE_OPTIMIZERS = ("sgd", "adagrad")
 def coalesce(rows: torch.Tensor, grads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum gradients of duplicate rows: ([n], [n, D]) -> (unique rows [U], summed [U, D])."""
     unique, inverse = torch.unique(rows, return_inverse=True)
-    summed = torch.zeros(unique.shape[0], grads.shape[1], dtype=grads.dtype, device=grads.device)
+    summed = grads.new_zeros((unique.shape[0], grads.shape[1]))  # where grads live
     summed.index_add_(0, inverse, grads)
     return unique, summed
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from hotrec.device import Device, as_device
 from hotrec.embeddings.keys import keys_of
 from hotrec.embeddings.store import EmbeddingStore
 
@@ -18,7 +19,8 @@ class TableEmbedding(nn.Module):
     `keys` turns ids into per-virtual-table keys [B, K] (None: K = T, the ids themselves;
     see keys.py). Global row = keys + offsets.
 
-    Rows are gathered where the store lives and copied to `out_device`. In training the
+    Rows are gathered where the store lives (`home`: None = host memory) and copied to
+    `out_device` (a Device; None = leave them where they were gathered). In training the
     result is a leaf that requires grad; after backward, `step()` hands (rows, grads) of
     every lookup since the last step to the store's sparse optimizer.
 
@@ -35,7 +37,8 @@ class TableEmbedding(nn.Module):
         self.store = store
         self.keys = keys
         self.register_buffer("offsets", torch.as_tensor(table_offsets, dtype=torch.int64))
-        self.out_device: torch.device | None = None  # None = the store's device
+        self.out_device: Device | None = None  # where looked-up rows go (None: stay)
+        self.home: Device | None = None  # where the store lives (None: host memory)
         self.moved_bytes = 0  # rows copied to out_device (and as many gradient bytes back)
         self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._expected: deque[torch.Tensor] = deque()
@@ -52,12 +55,22 @@ class TableEmbedding(nn.Module):
         return self.store.table_rows
 
     def global_ids(self, sparse: torch.Tensor) -> torch.Tensor:
-        """ids [B, T] -> global rows [B, K] in the store, on the offsets' device."""
-        return keys_of(self.keys, sparse.to(self.offsets.device)) + self.offsets
+        """ids [B, T] -> global rows [B, K] in the fused row space, on the host (ids in
+        device memory are read back: evaluation only, training plans them ahead)."""
+        if sparse.device != self.offsets.device:
+            device = self.home or self.out_device
+            sparse = device.to_host(sparse) if device is not None else sparse.cpu()
+        return keys_of(self.keys, sparse) + self.offsets
 
-    def place(self, device: torch.device) -> None:
+    def place(self, device) -> None:
         """Rows stay where the store is (host); looked-up rows are copied to `device`."""
-        self.out_device = device
+        self.out_device = as_device(device)
+
+    def move_store(self, device: Device) -> None:
+        """The store (rows and optimizer state) into `device` memory; lookups stay there.
+        Offsets and keys stay on the host, where the global rows are computed."""
+        device.place_module(self.store)
+        self.home, self.out_device = device, None
 
     def expect(self, rows: torch.Tensor) -> None:
         """Global rows [B*K] of the next training forward, computed by the schedule."""
@@ -65,12 +78,14 @@ class TableEmbedding(nn.Module):
 
     def forward(self, sparse: torch.Tensor) -> torch.Tensor:
         if self.training and self._expected:
-            rows = self._expected.popleft().to(self.store.weight.device)  # [B*K]
+            rows = self._expected.popleft()  # [B*K] on host
         else:
             rows = self.global_ids(sparse).reshape(-1)  # [B*K]
+        if self.home is not None:
+            rows = self.home.to_device(rows)
         out = self.store.gather(rows)  # [B*K, D]
         if self.out_device is not None:
-            out = out.to(self.out_device, non_blocking=True)
+            out = self.out_device.to_device(out)
             if self.training:
                 self.moved_bytes += out.numel() * out.element_size()
         out = out.view(sparse.shape[0], -1, out.shape[1])  # [B, K, D]
@@ -89,9 +104,15 @@ class TableEmbedding(nn.Module):
             grads = torch.cat([g.reshape(r.shape[0], -1) for r, g in done])
             keep = self.update_filter(rows, grads) if self.update_filter else None
             if keep is not None:
-                rows = rows.index_select(0, keep.to(rows.device))
-                grads = grads.index_select(0, keep.to(grads.device))
+                rows = rows.index_select(0, self._beside(keep, rows))
+                grads = grads.index_select(0, self._beside(keep, grads))
             self.store.update(rows, grads)
+
+    def _beside(self, index: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Host `index` in the memory `t` lives in (the store's device or the output's)."""
+        if t.device == index.device:
+            return index
+        return (self.home or self.out_device).to_device(index)
 
     def zero_grad_pending(self) -> None:
         """Forget lookups whose gradients will never be applied (e.g. after a failed step)."""

@@ -32,9 +32,13 @@ def masked_softmax(scores: torch.Tensor, thresholds: torch.Tensor | None) -> tor
     """
     if thresholds is None:
         return torch.softmax(scores, dim=-1)
-    with torch.no_grad(), torch.autocast(scores.device.type, enabled=False):
+    kind = scores.device.type
+    kind = kind if torch.amp.is_autocast_available(kind) else "cpu"  # emulated device: meta
+    with torch.no_grad(), torch.autocast(kind, enabled=False):
         probs = torch.softmax(scores.float(), dim=-1)  # [B, H, Q, K] float32
-        tau = thresholds.to(device=probs.device, dtype=torch.float32).view(1, -1, 1, 1)
+        tau = thresholds.to(dtype=torch.float32).view(1, -1, 1, 1)  # a buffer, beside probs
+        if tau.device != probs.device and probs.device.type != "meta":  # a caller's host tau
+            tau = tau.to(probs.device)
         keep = probs > tau
         keep |= probs == probs.amax(dim=-1, keepdim=True)  # never a fully masked row
     masked = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)

@@ -14,6 +14,7 @@ from torch import nn
 from hotrec.config import DataConfig, PlacementConfig
 from hotrec.data.format import SplitArrays
 from hotrec.data.loader import BatchLoader
+from hotrec.device import Device
 from hotrec.embeddings.parts import row_part
 from hotrec.training.timers import StepTimer
 
@@ -21,7 +22,7 @@ from hotrec.training.timers import StepTimer
 @dataclass
 class StepContext:
     model: nn.Module  # the DLRM; schedules may replace its row part (placement)
-    device: torch.device  # where the networks run
+    device: Device  # where the networks run: all host/device movement goes through it
     dense_opt: torch.optim.Optimizer  # MLPs and interaction; rows have their own row-wise rule
     timer: StepTimer
     precision: str  # "fp32" or "bf16"

@@ -21,11 +21,26 @@ class NonFiniteLoss(HotrecError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def autocast(device: torch.device, precision: str):
-    """Mixed precision for the network when precision == "bf16" (AMX / tensor cores)."""
+def autocast(device, precision: str):
+    """Mixed precision for the network when precision == "bf16" (AMX / tensor cores);
+    `device` is a Device or a torch device."""
     if precision not in PRECISIONS:
         raise HotrecError(f"unknown precision {precision!r}: use {' or '.join(PRECISIONS)}")
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    kind = device.autocast_type() if hasattr(device, "autocast_type") else device.type
+    return torch.autocast(kind, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def batch_to_device(device, batch: Batch) -> Batch:
+    """A host batch in device memory: asynchronous copies from pinned staging memory, which
+    later work on the current stream waits for (no host wait)."""
+    if device.is_host:
+        return batch
+    parts = []
+    for t in (batch.dense, batch.sparse, batch.label):
+        moved, ready = device.copy_to_device_async(device.stage(t))
+        device.wait(ready)
+        parts.append(moved)
+    return Batch(*parts)
 
 
 def select(batch: Batch, mask: torch.Tensor) -> Batch:

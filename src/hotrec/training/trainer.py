@@ -17,6 +17,7 @@ import torch
 from hotrec.config import RunConfig, config_from_dict
 from hotrec.data.format import SPLITS, Dataset, open_dataset
 from hotrec.data.loader import BatchLoader
+from hotrec.device import Device, as_device, make_device
 from hotrec.embeddings.describe import describe, lookup_ms
 from hotrec.errors import HotrecError
 from hotrec.fileio import write_json_atomic
@@ -45,38 +46,28 @@ class TrainState:
     loss_n: int = 0
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise HotrecError("--device cuda asked for, but no CUDA device is available")
-    if name not in ("cpu", "cuda"):
-        raise HotrecError(f"unknown device {name!r}: use auto, cpu or cuda")
-    return torch.device(name)
-
-
-def place_model(model: DLRM, device: torch.device) -> None:
-    """MLPs, interaction and dense embedding parts on `device`; embedding rows stay in host
-    memory (baseline)."""
+def place_model(model: DLRM, device: Device) -> None:
+    """MLPs, interaction and dense embedding parts in `device` memory; embedding rows stay in
+    host memory (baseline)."""
     for name, child in model.named_children():
         if name != "embeddings":
-            child.to(device)
+            device.place_module(child)
     model.embeddings.place(device)
 
 
 @torch.no_grad()
 def evaluate(
-    model: DLRM, loader: BatchLoader, device: torch.device, precision: str = "fp32"
+    model: DLRM, loader: BatchLoader, device: Device | torch.device, precision: str = "fp32"
 ) -> dict[str, float]:
     """AUC / log loss / accuracy of `model` over every batch of `loader`."""
+    device = as_device(device)
     was_training = model.training
     model.eval()
     logits, labels = [], []
     for batch in loader.epoch(0):
-        b = batch.to(device, non_blocking=True)
         with autocast(device, precision):
-            out = model(b.dense, b.sparse)
-        logits.append(out.float().cpu())
+            out = model(device.to_device(batch.dense), device.to_device(batch.sparse))
+        logits.append(device.to_host(out.float()))
         labels.append(batch.label)
     model.train(was_training)
     if not logits:
@@ -117,8 +108,13 @@ class Trainer:
         for split in SPLITS:  # every split validated before anything is written or trained
             if self.dataset.has_split(split):
                 self.dataset.split(split)
-        self.device = resolve_device(cfg.train.device)
+        self.device = make_device(cfg.train.device)
         autocast(self.device, cfg.train.precision)  # validates the option early
+        if cfg.train.precision == "bf16" and self.device.name == "emulated":
+            raise HotrecError(
+                "--precision bf16 is not emulated (CPU autocast skips device tensors): use "
+                "fp32 on --device emulated"
+            )
         if cfg.train.threads > 0:
             torch.set_num_threads(cfg.train.threads)
         self.model = build_dlrm(self.dataset.schema, cfg.model, cfg.optim, cfg.train.seed)
@@ -126,11 +122,12 @@ class Trainer:
         self.dense_opt = build_dense_optimizer(
             self.model.dense_parameters(), cfg.optim.dense, cfg.optim.dense_lr, cfg.optim.eps
         )
-        d, pin = cfg.data, self.device.type == "cuda"
+        d, pin = cfg.data, self.device.name == "cuda"
         self.train_loader = BatchLoader(
             self.dataset.split("train"), d.batch_size, d.shuffle, cfg.train.seed, d.prefetch, pin
         )
         self.state = TrainState()
+        self._syncs: dict = {}  # device-to-host syncs per training step (emulated device)
         self.timer = StepTimer(self.device)
         self.ctx = StepContext(
             model=self.model,
@@ -153,9 +150,11 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------------
     def checkpoint_state(self) -> dict:
+        """Everything a resume needs, in host memory."""
+        dev = self.device
         return {
-            "model": self.model.state_dict(),
-            "dense_optimizer": self.dense_opt.state_dict(),
+            "model": dev.state_to_host(self.model.state_dict()),
+            "dense_optimizer": dev.state_to_host(self.dense_opt.state_dict()),
             "state": asdict(self.state),
             "config": self.cfg.to_dict(),
         }
@@ -167,8 +166,8 @@ class Trainer:
 
     def restore(self, ckpt: dict) -> None:
         try:
-            self.model.load_state_dict(ckpt["model"])
-            self.dense_opt.load_state_dict(ckpt["dense_optimizer"])
+            self.device.load_state(self.model, ckpt["model"])
+            self.device.load_optimizer(self.dense_opt, ckpt["dense_optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
             first = str(e).strip().splitlines()[0]
             raise HotrecError(
@@ -192,9 +191,23 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
     def step(self, batch) -> StepResult:
-        """One optimizer step on one batch, the way the schedule runs it."""
+        """One optimizer step on one batch, the way the schedule runs it; on a device that
+        counts device-to-host synchronizations, the step's count is kept."""
         self.ctx.step = self.state.step
-        return self.schedule.step(batch)
+        before = self.device.syncs
+        ops_before = self.device.sync_ops.copy() if self.device.counts_syncs else None
+        result = self.schedule.step(batch)
+        if self.device.counts_syncs:
+            n = self.device.syncs - before
+            s = self._syncs or {"steps": 0, "total": 0, "max_per_step": 0, "by_op": {}}
+            for op, count in (self.device.sync_ops - ops_before).items():
+                s["by_op"][op] = s["by_op"].get(op, 0) + count
+            s["steps"] += 1
+            s["total"] += n
+            s["max_per_step"] = max(s["max_per_step"], n)
+            s["per_step"] = round(s["total"] / s["steps"], 2)
+            self._syncs = s
+        return result
 
     def fit(self, should_stop: Callable[[TrainState], bool] | None = None) -> dict:
         """Train until the configured epochs / max_steps, an interrupt, or should_stop(state)."""
@@ -267,6 +280,7 @@ class Trainer:
             "wall_s": round(seconds, 3),
             "samples_per_s": round(samples / seconds, 1) if seconds > 0 else 0.0,
             "device": str(self.device),
+            **({"device_syncs": self._syncs} if self._syncs else {}),
             "placement": self.schedule.stats(),
             "embedding": self._describe_embedding(),
         }
@@ -281,7 +295,7 @@ class Trainer:
         """The representation's size and FLOPs, and the latency of looking up one batch of
         training ids (median of 5 inference-mode calls)."""
         ids = np.asarray(self.dataset.split("train").sparse[: self.cfg.data.batch_size])
-        sparse = torch.from_numpy(ids.astype(np.int64)).to(self.device)  # [B, T]
+        sparse = self.device.to_device(torch.from_numpy(ids.astype(np.int64)))  # [B, T]
         return {
             **describe(self.model.embeddings),
             "lookup_ms": round(lookup_ms(self.model.embeddings, sparse), 4),

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from hotrec.training.context import StepContext
-from hotrec.training.steps import select, train_step
+from hotrec.training.steps import batch_to_device, select, train_step
 from hotrec.types import Batch
 
 
@@ -109,7 +109,7 @@ class Schedule:
         part = self.ctx.rows
         if part is None:
             return None
-        return part.global_ids(sparse.to(part.offsets.device)).cpu()
+        return part.global_ids(sparse)
 
     def prepare(self, batch: Batch) -> Prepared:
         return Prepared(batch, self.global_ids(batch.sparse), generation=self.generation)
@@ -144,7 +144,7 @@ class Schedule:
     def _step_on_device(self, micro_batches: list[Batch]) -> float:
         ctx = self.ctx
         with ctx.timer.section("transfer"):
-            moved = [b.to(ctx.device, non_blocking=True) for b in micro_batches]
+            moved = [batch_to_device(ctx.device, b) for b in micro_batches]
         return train_step(ctx, moved)
 
     def _expect_rows(self, item: Prepared) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from hotrec.errors import HotrecError
 from hotrec.placement.bytesize import format_bytes
 from hotrec.training.context import StepContext
@@ -20,16 +18,13 @@ class DeviceOnly(Schedule):
         emb = ctx.rows
         if emb is None:  # no rows (dhe): everything already runs on the device
             return
-        need = emb.store.nbytes()
-        if ctx.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(ctx.device)
-            if need > HEADROOM * free:
-                raise HotrecError(
-                    f"device_only: the tables need {format_bytes(need)} but the GPU has "
-                    f"{format_bytes(free)} free; use --schedule fae or hotline"
-                )
-        emb.to(ctx.device)  # store, offsets and keys
-        emb.out_device = None
+        need, free = emb.store.nbytes(), ctx.device.memory_free()
+        if free is not None and need > HEADROOM * free:
+            raise HotrecError(
+                f"device_only: the tables need {format_bytes(need)} but the device has "
+                f"{format_bytes(free)} free; use --schedule fae or hotline"
+            )
+        emb.move_store(ctx.device)  # rows and optimizer state; global rows stay host work
 
     def run(self, item: Prepared) -> float:
         self._expect_rows(item)

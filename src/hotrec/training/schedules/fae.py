@@ -24,6 +24,7 @@ from hotrec.training.schedules.placed import (
     install_routing,
     obtain_hotset,
     placement_stats,
+    refuse_emulated,
 )
 from hotrec.types import Batch
 
@@ -69,6 +70,7 @@ class FAE(Schedule):
 
     def attach(self, ctx: StepContext) -> None:
         super().attach(ctx)
+        refuse_emulated(ctx, self.name)
         self.hotset = obtain_hotset(ctx)
         self.routed = install_routing(ctx, self.hotset)
         arrays = ctx.train
@@ -79,7 +81,7 @@ class FAE(Schedule):
         self.hot_batches = stream_batches(np.flatnonzero(hot), d.batch_size)
         self.cold_batches = stream_batches(np.flatnonzero(~hot), d.batch_size)
         self.hot_inputs, self.inputs = int(hot.sum()), len(hot)
-        self.loader = IndexBatches(arrays, d.prefetch, ctx.device.type == "cuda")
+        self.loader = IndexBatches(arrays, d.prefetch, ctx.device.name == "cuda")
         self.reprofiler = Reprofiler(ctx.placement.reprofile_every, self.hotset.capacity)
         self.on_device = True  # replica holds the current hot rows (pulled at install)
         self.host_changed = False  # a cold batch ran since the last pull

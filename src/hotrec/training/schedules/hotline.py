@@ -31,8 +31,9 @@ from hotrec.training.schedules.placed import (
     install_routing,
     obtain_hotset,
     placement_stats,
+    refuse_emulated,
 )
-from hotrec.training.steps import select, train_step
+from hotrec.training.steps import batch_to_device, select, train_step
 from hotrec.types import Batch
 
 
@@ -72,13 +73,15 @@ class Hotline(Schedule):
 
     def attach(self, ctx: StepContext) -> None:
         super().attach(ctx)
+        refuse_emulated(ctx, self.name)
         self.hotset = obtain_hotset(ctx)
         self.routed = install_routing(ctx, self.hotset)
         self.lookahead = max(1, ctx.placement.lookahead)
         self.store = self.routed.store
         self.seq = 0
         self.log: deque[tuple[int, torch.Tensor]] = deque(maxlen=self.lookahead + 8)
-        self.side = torch.cuda.Stream(ctx.device) if ctx.device.type == "cuda" else None
+        dev = ctx.device.torch_device
+        self.side = torch.cuda.Stream(dev) if dev.type == "cuda" else None
         self.popular_samples = self.samples = self.patched_rows = self.regathered = 0
         self.reprofiler = Reprofiler(ctx.placement.reprofile_every, self.hotset.capacity)
 
@@ -102,7 +105,8 @@ class Hotline(Schedule):
         )
         if self.side is not None:
             with torch.cuda.stream(self.side):
-                item.values = values.pin_memory().to(self.ctx.device, non_blocking=True)
+                dev = self.ctx.device.torch_device
+                item.values = values.pin_memory().to(dev, non_blocking=True)
                 item.ready = torch.cuda.Event()
                 item.ready.record(self.side)
         return split_micro(item)
@@ -118,7 +122,7 @@ class Hotline(Schedule):
             item.values.record_stream(torch.cuda.current_stream())
         self.routed.prefetched = (item.cold_rows, item.values)
         with t.timer.section("transfer"):
-            micro = [b.to(t.device, non_blocking=True) for b in item.micro]
+            micro = [batch_to_device(t.device, b) for b in item.micro]
         for plan in item.plans:
             self.routed.expect(plan)
         loss = train_step(t, micro)

@@ -106,8 +106,10 @@ class Slipstream(Schedule):
         """Current values of the watched rows [N, D]: the store made current first, so a
         replica being ahead or behind does not matter."""
         self.base.sync()
-        store = self.ctx.store
-        return store.weight.index_select(0, self.watched.to(store.weight.device)).clone()
+        store, home = self.ctx.store, getattr(self.ctx.rows, "home", None)
+        if home is None:  # the store is in host memory
+            return store.weight.index_select(0, self.watched).clone()
+        return home.to_host(store.weight.index_select(0, home.to_device(self.watched)))
 
     def _drop_skippable(self, item: Prepared, hot: torch.Tensor) -> Prepared | None:
         """The item without its skippable hot inputs; None when nothing is left."""
@@ -167,19 +169,23 @@ class Slipstream(Schedule):
         if not bool(held.any()):
             return None
         where = torch.nonzero(held).squeeze(1)
+        dev = self.ctx.device
         self.frozen_grads.index_add_(
             0,
-            slots.index_select(0, where).to(self.frozen_grads.device),
-            grads.index_select(0, where.to(grads.device)).to(self.frozen_grads.dtype),
+            dev.to_device(slots.index_select(0, where)),
+            grads.index_select(0, self._beside(where, grads)).to(self.frozen_grads.dtype),
         )
         return torch.nonzero(~held).squeeze(1)
+
+    def _beside(self, index: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Host `index` moved to where `t` lives."""
+        dev = self.ctx.device
+        return dev.to_device(index) if not dev.is_host and dev.is_device_tensor(t) else index
 
     def _freeze(self, stale: torch.Tensor) -> None:
         """Stop updating stale rows; remember the rows to measure live rows' next change."""
         self.frozen = stale.cpu()
-        self.frozen_grads = torch.zeros(
-            len(self.watched), self.ctx.store.dim, device=self.ctx.device
-        )
+        self.frozen_grads = self.ctx.device.zeros(len(self.watched), self.ctx.store.dim)
         self.snapshot = self._hot_rows_now()
         self.epochs[-1]["frozen_rows"] = int(stale.sum())
 

@@ -1,0 +1,45 @@
+"""Host/device memory movement for training: `make_device("auto" | "cpu" | "cuda" | "emulated")`."""
+
+from __future__ import annotations
+
+import torch
+
+from hotrec.device.base import Device, Event, HostDevice, Stream
+from hotrec.errors import HotrecError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "emulated")
+
+__all__ = ["DEVICE_CHOICES", "Device", "Event", "HostDevice", "Stream", "as_device", "make_device"]
+
+
+def make_device(name: str) -> Device:
+    """The device layer for `name`; auto is cuda when a GPU is present, else cpu."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return HostDevice()
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise HotrecError("--device cuda asked for, but no CUDA device is available")
+        from hotrec.device.cuda import CudaDevice
+
+        return CudaDevice()
+    if name == "emulated":
+        from hotrec.device.emulated import EmulatedDevice
+
+        return EmulatedDevice()
+    raise HotrecError(f"unknown device {name!r}: use {', '.join(DEVICE_CHOICES)}")
+
+
+def as_device(device: Device | torch.device | str) -> Device:
+    """A Device for `device` (a Device is returned as it is; "cpu" / "cuda:N" are wrapped)."""
+    if isinstance(device, Device):
+        return device
+    device = torch.device(device)
+    if device.type == "cpu":
+        return HostDevice()
+    if device.type == "cuda":
+        from hotrec.device.cuda import CudaDevice
+
+        return CudaDevice(device.index)
+    raise HotrecError(f"unknown device {device}: use {', '.join(DEVICE_CHOICES)}")

@@ -1,0 +1,210 @@
+"""The device layer: the one place where tensors move between host and device memory.
+
+Training code never calls `torch.cuda` or `.to(device)` itself; it asks a `Device`:
+
+- `to_device(t)` / `to_host(t)`: blocking copies (set-up, checkpoints, evaluation);
+- `pinned(shape, dtype)` / `stage(t)`: page-locked host buffers, the only legal source of an
+  asynchronous host-to-device copy and destination of an asynchronous device-to-host one;
+- `copy_to_device_async(src)` -> (device tensor, Event) and
+  `copy_to_host_async(src, dst)` -> Event, on the current stream (or a side stream entered
+  with `with device.stream(device.side_stream()):`);
+- `wait(event)`: the current stream waits for the event (no host block); `host_wait(event)`:
+  the host blocks until it completed (a synchronization);
+- `keep_alive(t, stream)`: a tensor allocated on one stream is used on another;
+- `record_event()` / `elapsed_ms(a, b)`: timing events, read once per log interval;
+- `synchronize()`, `syncs` (device-to-host synchronizations counted so far, where the device
+  can count them).
+
+Three implementations: `HostDevice` (the CPU: device memory is host memory, every copy is a
+no-op and every event is complete), `CudaDevice` and `EmulatedDevice` (the CPU with
+everything CUDA enforces made strict, for CI).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_map
+
+
+class Stream:
+    """A queue of device work; the default stream is `Device.default_stream`."""
+
+    def __init__(self, name: str, native=None) -> None:
+        self.name, self.native = name, native
+
+    def __repr__(self) -> str:
+        return f"Stream({self.name})"
+
+
+class Event:
+    """A point in a stream's work. `done()` says whether it completed (never blocks)."""
+
+    def __init__(self, native=None, host_time: float | None = None) -> None:
+        self.native = native
+        self.host_time = time.perf_counter() if host_time is None else host_time
+
+    def done(self) -> bool:
+        return True
+
+
+class Device:
+    """Interface of a training device; see the module docstring."""
+
+    name = "device"
+    is_host = False  # True when device memory is host memory (no copies happen)
+    counts_syncs = False  # True when `syncs` counts device-to-host synchronizations
+
+    def __init__(self) -> None:
+        self.default_stream = Stream("default")
+        self._current = self.default_stream
+        self.syncs = 0  # device-to-host synchronizations seen (where counted)
+
+    # -- placement --------------------------------------------------------------------------
+    @property
+    def torch_device(self) -> torch.device:
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return self.name
+
+    def place_module(self, module: nn.Module) -> nn.Module:
+        """Parameters and buffers of `module` to device memory (in place)."""
+        return module._apply(self.to_device)
+
+    def is_device_tensor(self, t: torch.Tensor) -> bool:
+        return t.device == self.torch_device
+
+    def to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """A blocking copy to device memory (returns `t` when it is there already)."""
+        raise NotImplementedError
+
+    def to_host(self, t: torch.Tensor) -> torch.Tensor:
+        """A blocking copy to host memory: a synchronization when `t` is on the device."""
+        raise NotImplementedError
+
+    def zeros(self, *shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return self.to_device(torch.zeros(*shape, dtype=dtype))
+
+    def state_to_host(self, obj):
+        """A nested state (state_dict, optimizer state) with every tensor copied to host."""
+        return tree_map(lambda x: self.to_host(x) if isinstance(x, torch.Tensor) else x, obj)
+
+    def load_state(self, module: nn.Module, state: dict) -> None:
+        """`module.load_state_dict(state)` (strict) for a module placed on this device."""
+        module.load_state_dict(state)
+
+    def load_optimizer(self, opt: torch.optim.Optimizer, state: dict) -> None:
+        """`opt.load_state_dict(state)` for an optimizer over this device's parameters."""
+        opt.load_state_dict(state)
+
+    # -- pinned staging ---------------------------------------------------------------------
+    def pinned(self, shape, dtype: torch.dtype) -> torch.Tensor:
+        """An empty page-locked host buffer."""
+        return torch.empty(shape, dtype=dtype)
+
+    def is_pinned(self, t: torch.Tensor) -> bool:
+        return True
+
+    def stage(self, t: torch.Tensor) -> torch.Tensor:
+        """`t` in pinned host memory (a copy unless it is pinned already)."""
+        if self.is_pinned(t):
+            return t
+        out = self.pinned(t.shape, t.dtype)
+        out.copy_(t)
+        return out
+
+    # -- streams and events -----------------------------------------------------------------
+    def side_stream(self) -> Stream:
+        return Stream("side")
+
+    @contextmanager
+    def stream(self, s: Stream):
+        previous, self._current = self._current, s
+        try:
+            yield s
+        finally:
+            self._current = previous
+
+    @property
+    def current_stream(self) -> Stream:
+        return self._current
+
+    def record_event(self) -> Event:
+        return Event()
+
+    def wait(self, event: Event | None) -> None:
+        """The current stream waits for `event` (the host does not block)."""
+
+    def host_wait(self, event: Event | None) -> None:
+        """The host blocks until `event` completed."""
+
+    def keep_alive(self, t: torch.Tensor, stream: Stream | None = None) -> None:
+        """`t`, allocated on another stream, is used on `stream` (default: the current one)."""
+
+    def elapsed_ms(self, start: Event, end: Event) -> float:
+        return (end.host_time - start.host_time) * 1e3
+
+    def synchronize(self) -> None:
+        """The host waits for all device work."""
+
+    # -- async copies -----------------------------------------------------------------------
+    def copy_to_device_async(self, src: torch.Tensor) -> tuple[torch.Tensor, Event]:
+        """Start copying pinned host `src` to a new device tensor on the current stream; use
+        the tensor only on a stream that waited for the event. `src` must not change until
+        the event completed."""
+        raise NotImplementedError
+
+    def copy_to_host_async(
+        self, src: torch.Tensor, dst: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, Event]:
+        """Start copying device `src` into pinned host memory (`dst`, or a new buffer) on the
+        current stream; read the result only after `host_wait` on the returned event. The
+        copy sees `src` as it is at this point of the stream."""
+        raise NotImplementedError
+
+    # -- misc -------------------------------------------------------------------------------
+    def memory_free(self) -> int | None:
+        """Free device memory in bytes, or None when it is host memory."""
+        return None
+
+    def autocast_type(self) -> str:
+        """The device type torch.autocast takes for this device."""
+        return self.torch_device.type
+
+    def reset_counters(self) -> None:
+        self.syncs = 0
+
+
+class HostDevice(Device):
+    """The CPU: device memory is host memory; copies return their input, events are done."""
+
+    name = "cpu"
+    is_host = True
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def to_device(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def to_host(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def zeros(self, *shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return torch.zeros(*shape, dtype=dtype)
+
+    def copy_to_device_async(self, src: torch.Tensor) -> tuple[torch.Tensor, Event]:
+        return src, Event()
+
+    def copy_to_host_async(
+        self, src: torch.Tensor, dst: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, Event]:
+        if dst is None:
+            return src, Event()
+        dst.copy_(src)
+        return dst, Event()

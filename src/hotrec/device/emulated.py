@@ -1,0 +1,450 @@
+"""The emulated device: the CPU with everything CUDA enforces made strict, for CI without a GPU.
+
+Device memory is a tensor subclass, `DeviceTensor`, that reports the device `meta` and holds a
+plain CPU tensor (`inner`). Every aten op on it runs through `__torch_dispatch__`, which runs
+the op on the inner tensors (the same CPU kernels and the same `torch.manual_seed` stream as
+plain CPU training, so results are bit-identical) and checks, each violation raising a
+`DeviceError` that names the op:
+
+- mixing: a device tensor and a host tensor of dim > 0 in one op (0-dim host tensors pass, as
+  CUDA takes CPU scalars); only `copy_` and `.to()` cross, and they are counted. A plain meta
+  tensor (`torch.zeros(..., device=x.device)`) is refused: create device tensors through the
+  Device or `x.new_*` / `torch.*_like(x)`;
+- synchronizations: every device-to-host read (`.item()`, `bool()`, `nonzero`, boolean-mask
+  indexing, `unique`, `repeat_interleave` without `output_size`, `.cpu()`, `to_host`...) and
+  every blocking host-to-device copy adds one to `syncs`, by op name in `sync_ops` (blocking
+  host-to-device copies also in `blocking_h2d`), as CUDA's sync debug mode would flag them;
+- async copies: only from and into `pinned` buffers; a background "copy engine" thread makes
+  each one late (latency + bytes / bandwidth; HOTREC_EMULATED_BANDWIDTH sets the default
+  bandwidth); the destination reads NaN (or the dtype's max) until a consumer waited on the
+  copy's event (`wait` / `host_wait`): code that forgets the wait reads NaN every time, not
+  only when it loses a race; a pinned source written before the copy ran makes the event fail
+  at `wait` / `host_wait`.
+
+Limitations: transfers are not differentiable (`to_device` makes a leaf, `to_host` detaches);
+`module.load_state_dict` into device parameters is a silent no-op in torch (they report
+`meta`), so load through `EmulatedDevice.load_into`; `torch.save` of device tensors is not
+supported (convert with `to_host` first); `torch.autocast("meta")` raises in torch, so code
+must take its autocast device type from `Device.autocast_type()` (here "cpu", never enabled).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import queue
+import threading
+import time
+import weakref
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_flatten, tree_map
+
+from hotrec.device.base import Device, Event, Stream
+
+aten = torch.ops.aten
+_META = torch.device("meta")
+_CPU = torch.device("cpu")
+
+# Ops that read device memory on the host whatever their arguments.
+_SYNC_OPS = {
+    aten._local_scalar_dense,
+    aten.is_nonzero,
+    aten.equal,
+    aten.nonzero,
+    aten.masked_select,
+    aten.bincount,
+    aten._unique,
+    aten._unique2,
+    aten.unique_dim,
+    aten.unique_consecutive,
+    aten.unique_dim_consecutive,
+}
+# Ops that sync only when one of their indices is a mask (its count of True sizes the result).
+_MASK_INDEX_OPS = {aten.index, aten.index_put, aten.index_put_, aten._index_put_impl_}
+
+
+class DeviceError(RuntimeError):
+    """Code that would fail, or silently misbehave, on a CUDA device."""
+
+
+class DeviceTensor(torch.Tensor):
+    """A tensor in emulated device memory: reports device `meta`, holds a CPU tensor `inner`."""
+
+    inner: torch.Tensor
+    emulator: EmulatedDevice
+
+    __torch_function__ = torch._C._disabled_torch_function_impl
+
+    @staticmethod
+    def __new__(cls, inner: torch.Tensor, emulator: EmulatedDevice, requires_grad: bool = False):
+        out = torch.Tensor._make_wrapper_subclass(
+            cls,
+            inner.shape,
+            strides=inner.stride(),
+            storage_offset=inner.storage_offset(),
+            dtype=inner.dtype,
+            device=_META,
+            requires_grad=requires_grad,
+        )
+        out.inner, out.emulator = inner, emulator
+        return out
+
+    def __repr__(self) -> str:  # shows the values without counting a sync: debugging only
+        return f"DeviceTensor({self.inner!r})"
+
+    # Makes it a traceable wrapper subclass, so `Module._apply` swaps parameters in place
+    # (`.to(dtype)` after placement keeps `inner` in step with the wrapper).
+    def __tensor_flatten__(self):
+        return ["inner"], self.emulator
+
+    @staticmethod
+    def __tensor_unflatten__(inner_tensors, emulator, outer_size, outer_stride):
+        return DeviceTensor(inner_tensors["inner"], emulator)
+
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        leaves = [x for x in tree_flatten((args, kwargs))[0] if isinstance(x, torch.Tensor)]
+        wrappers = {id(x.inner): x for x in leaves if isinstance(x, DeviceTensor)}
+        emulators = {id(x.emulator): x.emulator for x in wrappers.values()}
+        if len(emulators) != 1:
+            raise DeviceError(f"{func}: tensors of two emulated devices in one op")
+        dev = next(iter(emulators.values()))
+        dev._check_args(func, leaves)
+        unwrapped_args, unwrapped_kwargs = tree_map(_unwrap, (args, kwargs))
+        host_out = dev._sync_kind(func, args, kwargs)
+        if unwrapped_kwargs.get("device") in (_META, "meta"):  # factories like new_zeros
+            unwrapped_kwargs["device"] = _CPU
+        out = func(*unwrapped_args, **unwrapped_kwargs)
+        if host_out:
+            return out
+
+        def wrap(x):
+            if not isinstance(x, torch.Tensor):
+                return x
+            known = wrappers.get(id(x))  # in-place / out=: the input wrapper itself
+            return known if known is not None else DeviceTensor(x, dev)
+
+        return tree_map(wrap, out)
+
+
+def _unwrap(x):
+    return x.inner if isinstance(x, DeviceTensor) else x
+
+
+def _poison(shape, dtype: torch.dtype) -> torch.Tensor:
+    """What memory holds before a copy into it ran: NaN, or the dtype's max (True for bool)."""
+    if dtype == torch.bool:
+        return torch.ones(shape, dtype=dtype)
+    if dtype.is_floating_point or dtype.is_complex:
+        return torch.full(shape, float("nan"), dtype=dtype)
+    return torch.full(shape, torch.iinfo(dtype).max, dtype=dtype)
+
+
+def _same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bitwise equality (NaN equals NaN)."""
+    a, b = a.contiguous().reshape(-1), b.contiguous().reshape(-1)
+    return torch.equal(a.view(torch.uint8), b.view(torch.uint8))
+
+
+class EmulatedEvent(Event):
+    """An event that completes when the copy engine ran its copy; may carry a DeviceError.
+
+    The copied data reaches its destination only when a consumer waits on the event (`wait` /
+    `host_wait`), or on a later event of the same stream (stream order): a consumer that
+    forgets to wait reads NaN whatever the timing, where CUDA would race."""
+
+    def __init__(self, complete: bool = False) -> None:
+        super().__init__()
+        self.flag = threading.Event()
+        self.error: DeviceError | None = None
+        self.publish = None  # writes the copied data into the destination
+        self.stream: Stream | None = None
+        if complete:
+            self.flag.set()
+
+    def done(self) -> bool:
+        return self.flag.is_set()
+
+
+class EmulatedDevice(Device):
+    """The CPU made as strict as CUDA; see the module docstring."""
+
+    name = "emulated"
+    is_host = False
+    counts_syncs = True
+
+    def __init__(self, bandwidth: float | None = None, latency_s: float = 20e-6) -> None:
+        super().__init__()
+        env = os.environ.get("HOTREC_EMULATED_BANDWIDTH")
+        self.bandwidth = bandwidth or (float(env) if env else 12e9)  # bytes per second
+        self.latency_s = latency_s
+        self._lock = threading.Lock()
+        self._pinned: dict[int, weakref.ref] = {}
+        self._unpublished: dict[Stream, list[EmulatedEvent]] = {}  # per stream, in order
+        self._jobs: queue.Queue = queue.Queue()
+        self._engine: threading.Thread | None = None
+        self.reset_counters()
+
+    @property
+    def torch_device(self) -> torch.device:
+        return _META
+
+    def __str__(self) -> str:
+        return "emulated (cpu, strict)"
+
+    def autocast_type(self) -> str:
+        return "cpu"
+
+    # -- counting ---------------------------------------------------------------------------
+    def reset_counters(self) -> None:
+        with self._lock:
+            self.syncs = 0
+            self.blocking_h2d = 0
+            self.keep_alives = 0
+            self.sync_ops: collections.Counter[str] = collections.Counter()
+
+    def count_sync(self, op: str, blocking_h2d: bool = False) -> None:
+        with self._lock:
+            self.syncs += 1
+            self.sync_ops[op] += 1
+            if blocking_h2d:
+                self.blocking_h2d += 1
+
+    def _check_args(self, func, leaves: list[torch.Tensor]) -> None:
+        crossing = func.overloadpacket in (aten.copy_, aten._to_copy)
+        for x in leaves:
+            if isinstance(x, DeviceTensor):
+                continue
+            if x.device.type == "meta":
+                raise DeviceError(
+                    f"{func}: a meta tensor that is not device memory (made with "
+                    "device=x.device?); create device tensors through the Device or x.new_*"
+                )
+            if x.dim() > 0 and not crossing:
+                raise DeviceError(
+                    f"{func}: a host tensor of shape {tuple(x.shape)} mixed with device "
+                    "tensors; move it with the Device first"
+                )
+
+    def _sync_kind(self, func, args, kwargs) -> bool:
+        """Counts what `func` synchronizes; True when its result is host memory."""
+        packet, name = func.overloadpacket, str(func)
+        if packet is aten._to_copy:
+            if torch.device(kwargs.get("device") or _META).type == "cpu":
+                self.count_sync(name)
+                return True
+            return False
+        if packet is aten.copy_:
+            dst, src = args[0], args[1]
+            non_blocking = kwargs.get("non_blocking", args[2] if len(args) > 2 else False)
+            if not isinstance(dst, DeviceTensor):
+                self.count_sync(name)
+                return True
+            if not isinstance(src, DeviceTensor) and src.dim() > 0:
+                if not (non_blocking and self.is_pinned(src)):
+                    self.count_sync(name, blocking_h2d=True)
+            return False
+        if packet in _SYNC_OPS:
+            self.count_sync(name)
+        elif packet in _MASK_INDEX_OPS:
+            indices = args[1] if len(args) > 1 else kwargs.get("indices", ())
+            if any(i is not None and i.dtype in (torch.bool, torch.uint8) for i in indices):
+                self.count_sync(name)
+        elif packet is aten.repeat_interleave and func is aten.repeat_interleave.Tensor:
+            if kwargs.get("output_size") is None:
+                self.count_sync(name)
+        return False
+
+    # -- placement --------------------------------------------------------------------------
+    def is_device_tensor(self, t: torch.Tensor) -> bool:
+        return isinstance(t, DeviceTensor)
+
+    def to_device(self, t: torch.Tensor) -> torch.Tensor:
+        if isinstance(t, DeviceTensor):
+            return t
+        if t.device.type != "cpu":
+            raise DeviceError(f"to_device: a {t.device.type} tensor is not host memory")
+        self.count_sync("to_device", blocking_h2d=True)
+        return DeviceTensor(t.detach().clone(), self, requires_grad=t.requires_grad)
+
+    def to_host(self, t: torch.Tensor) -> torch.Tensor:
+        if not isinstance(t, DeviceTensor):
+            return t
+        self.count_sync("to_host")
+        return t.inner.detach().clone()
+
+    def zeros(self, *shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return DeviceTensor(torch.zeros(*shape, dtype=dtype), self)
+
+    def load_into(self, module: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
+        """`module.load_state_dict(state_dict, strict=True)` for a module on this device."""
+        targets = module.state_dict(keep_vars=True)
+        missing = sorted(set(targets) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(targets))
+        if missing or unexpected:
+            raise RuntimeError(f"load_into: missing keys {missing}, unexpected keys {unexpected}")
+        with torch.no_grad():
+            for key, target in targets.items():
+                source = self.to_host(state_dict[key])
+                if target.shape != source.shape:
+                    raise RuntimeError(
+                        f"load_into: {key} has shape {tuple(source.shape)}, "
+                        f"the module's {tuple(target.shape)}"
+                    )
+                _unwrap(target).copy_(source)
+
+    def load_state(self, module: nn.Module, state: dict) -> None:
+        self.load_into(module, state)
+
+    def load_optimizer(self, opt: torch.optim.Optimizer, state: dict) -> None:
+        """torch moves loaded state with `.to(param.device)`, which would make plain meta
+        tensors here: per-parameter state (not the host `step` counters) goes to device
+        memory first."""
+        fixed = dict(state)
+        fixed["state"] = {
+            key: {
+                name: self.to_device(v) if isinstance(v, torch.Tensor) and name != "step" else v
+                for name, v in entry.items()
+            }
+            for key, entry in state["state"].items()
+        }
+        opt.load_state_dict(fixed)
+
+    # -- pinned staging ---------------------------------------------------------------------
+    def pinned(self, shape, dtype: torch.dtype) -> torch.Tensor:
+        t = torch.empty(shape, dtype=dtype)
+        storage = t.untyped_storage()  # one Python object per storage, alive while it is
+        ptr = storage.data_ptr()
+
+        def forget(ref, ptr=ptr):
+            with self._lock:
+                if self._pinned.get(ptr) is ref:
+                    del self._pinned[ptr]
+
+        with self._lock:
+            self._pinned[ptr] = weakref.ref(storage, forget)
+        return t
+
+    def is_pinned(self, t: torch.Tensor) -> bool:
+        if isinstance(t, DeviceTensor) or t.device.type != "cpu":
+            return False
+        storage = t.untyped_storage()
+        with self._lock:
+            ref = self._pinned.get(storage.data_ptr())
+        return ref is not None and ref() is storage
+
+    # -- streams and events -----------------------------------------------------------------
+    def side_stream(self) -> Stream:
+        return Stream("side")
+
+    def keep_alive(self, t: torch.Tensor, stream: Stream | None = None) -> None:
+        with self._lock:
+            self.keep_alives += 1
+
+    def record_event(self) -> Event:
+        return EmulatedEvent(complete=True)
+
+    def wait(self, event: Event | None) -> None:
+        if isinstance(event, EmulatedEvent):
+            event.flag.wait()
+            if event.error is not None:
+                raise event.error
+            # Stream order: the event's completion implies every earlier copy on its stream.
+            with self._lock:
+                pending = self._unpublished.get(event.stream, [])
+                n = pending.index(event) + 1 if event in pending else 0
+                ready, pending[:n] = pending[:n], []
+            for e in ready:
+                e.flag.wait()
+                if e.error is not None:
+                    raise e.error
+                if e.publish is not None:
+                    e.publish()
+                    e.publish = None
+
+    def host_wait(self, event: Event | None) -> None:
+        if event is not None:
+            self.count_sync("host_wait")
+        self.wait(event)
+
+    def elapsed_ms(self, start: Event, end: Event) -> float:  # read after synchronize()
+        return (end.host_time - start.host_time) * 1e3
+
+    def synchronize(self) -> None:
+        self.count_sync("synchronize")
+        self._jobs.join()
+
+    # -- async copies -----------------------------------------------------------------------
+    def copy_to_device_async(self, src: torch.Tensor) -> tuple[torch.Tensor, Event]:
+        if not self.is_pinned(src):
+            raise DeviceError(
+                "copy_to_device_async: async copy from pageable memory: "
+                "CUDA would stage it synchronously (allocate the source with pinned/stage)"
+            )
+        dst = DeviceTensor(_poison(src.shape, src.dtype), self)
+        snapshot = src.clone()
+
+        def run(event: EmulatedEvent) -> None:
+            if not _same_bytes(src, snapshot):
+                event.error = DeviceError(
+                    "copy_to_device_async: source of an async copy changed before the copy "
+                    "ran (host write-after-read hazard)"
+                )
+            else:
+                copied = src.clone()
+                event.publish = lambda: dst.inner.copy_(copied)
+
+        return dst, self._enqueue(run, src.numel() * src.element_size())
+
+    def copy_to_host_async(
+        self, src: torch.Tensor, dst: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, Event]:
+        if not isinstance(src, DeviceTensor):
+            raise DeviceError("copy_to_host_async: the source is not device memory")
+        if dst is None:
+            dst = self.pinned(src.shape, src.dtype)
+        elif not self.is_pinned(dst):
+            raise DeviceError(
+                "copy_to_host_async: async copy into pageable memory: CUDA would copy "
+                "synchronously (allocate the destination with pinned)"
+            )
+        if dst.shape != src.shape:
+            raise DeviceError(
+                f"copy_to_host_async: destination shape {tuple(dst.shape)} "
+                f"!= source shape {tuple(src.shape)}"
+            )
+        snapshot = src.inner.clone()  # stream order: the copy sees src as it is now
+        dst.copy_(_poison(dst.shape, dst.dtype))
+
+        def run(event: EmulatedEvent) -> None:
+            event.publish = lambda: dst.copy_(snapshot)
+
+        return dst, self._enqueue(run, snapshot.nbytes)
+
+    def _enqueue(self, run, nbytes: int) -> EmulatedEvent:
+        event = EmulatedEvent()
+        event.stream = self.current_stream
+        with self._lock:
+            self._unpublished.setdefault(event.stream, []).append(event)
+            if self._engine is None:
+                self._engine = threading.Thread(
+                    target=self._copy_engine, name="hotrec-emulated-copy-engine", daemon=True
+                )
+                self._engine.start()
+        self._jobs.put((run, event, self.latency_s + nbytes / self.bandwidth))
+        return event
+
+    def _copy_engine(self) -> None:
+        while True:
+            run, event, delay = self._jobs.get()
+            try:
+                time.sleep(delay)
+                run(event)
+            except Exception as exc:  # a failed copy fails its event, not the engine
+                event.error = DeviceError(f"async copy failed: {exc}")
+            finally:
+                event.flag.set()
+                self._jobs.task_done()
