@@ -182,3 +182,31 @@ def test_state_loads_into_device_modules_and_optimizers():
         assert not isinstance(entry["step"], DeviceTensor)  # host counter, as torch keeps it
     with pytest.raises(RuntimeError, match="missing keys"):
         dev.load_state(fresh, {})
+
+
+def cuda_calls_outside_the_device_layer(root) -> list[str]:
+    import re
+
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if "device" in path.relative_to(root).parts[:1]:
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"torch\.cuda\b|\.cuda\(", line.split("#", 1)[0]):
+                found.append(f"{path.relative_to(root)}:{n}: {line.strip()}")
+    return found
+
+
+def test_no_cuda_call_outside_the_device_layer():
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[2] / "src" / "hotrec"
+    assert cuda_calls_outside_the_device_layer(src) == []
+
+
+def test_negative_control_the_cuda_scan_finds_calls(tmp_path):
+    (tmp_path / "training").mkdir()
+    (tmp_path / "training" / "x.py").write_text("s = torch.cuda.Stream()\ny = x.cuda()\n")
+    (tmp_path / "device").mkdir()
+    (tmp_path / "device" / "cuda.py").write_text("torch.cuda.synchronize()\n")
+    assert len(cuda_calls_outside_the_device_layer(tmp_path)) == 2

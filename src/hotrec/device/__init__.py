@@ -9,7 +9,16 @@ from hotrec.errors import HotrecError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "emulated")
 
-__all__ = ["DEVICE_CHOICES", "Device", "Event", "HostDevice", "Stream", "as_device", "make_device"]
+__all__ = [
+    "DEVICE_CHOICES",
+    "Device",
+    "Event",
+    "HostDevice",
+    "Stream",
+    "as_device",
+    "cuda_available",
+    "make_device",
+]
 
 
 def make_device(name: str) -> Device:
@@ -29,6 +38,11 @@ def make_device(name: str) -> Device:
 
         return EmulatedDevice()
     raise HotrecError(f"unknown device {name!r}: use {', '.join(DEVICE_CHOICES)}")
+
+
+def cuda_available() -> bool:
+    """Whether a CUDA device can be used (the one place outside device/ asks through)."""
+    return torch.cuda.is_available()
 
 
 def as_device(device: Device | torch.device | str) -> Device:

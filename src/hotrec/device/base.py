@@ -22,6 +22,7 @@ everything CUDA enforces made strict, for CI).
 
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 
@@ -60,7 +61,7 @@ class Device:
 
     def __init__(self) -> None:
         self.default_stream = Stream("default")
-        self._current = self.default_stream
+        self._local = threading.local()  # the current stream is per thread, as in CUDA
         self.syncs = 0  # device-to-host synchronizations seen (where counted)
 
     # -- placement --------------------------------------------------------------------------
@@ -128,6 +129,14 @@ class Device:
             yield s
         finally:
             self._current = previous
+
+    @property
+    def _current(self) -> Stream:
+        return getattr(self._local, "stream", None) or self.default_stream
+
+    @_current.setter
+    def _current(self, s: Stream) -> None:
+        self._local.stream = s
 
     @property
     def current_stream(self) -> Stream:

@@ -19,7 +19,6 @@ class CudaDevice(Device):
         super().__init__()
         self._device = torch.device("cuda", torch.cuda.current_device() if index is None else index)
         self.default_stream = Stream("default", torch.cuda.current_stream(self._device))
-        self._current = self.default_stream
 
     @property
     def torch_device(self) -> torch.device:

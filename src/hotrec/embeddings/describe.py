@@ -9,6 +9,8 @@ import time
 import torch
 from torch import nn
 
+from hotrec.device import as_device
+
 
 def describe(embeddings: nn.Module) -> dict:
     """{name, num_features, param_bytes, flops_per_sample, flops_per_lookup} of a
@@ -39,9 +41,11 @@ def _num_inputs(embeddings: nn.Module) -> int:
     return int(columns) if columns is not None else int(embeddings.num_features)
 
 
-def lookup_ms(embeddings: nn.Module, sparse: torch.Tensor, repeats: int = 5) -> float:
+def lookup_ms(embeddings: nn.Module, sparse: torch.Tensor, repeats: int = 5, device=None) -> float:
     """Median milliseconds of one inference-mode forward of `sparse` [B, T] (after one
-    warm-up call), on the device the tensors are on."""
+    warm-up call), on the device the tensors are on (`device`: the Device, which waits for
+    the work before each reading; default: the one `sparse` is on)."""
+    device = as_device(device if device is not None else sparse.device)
     was_training = embeddings.training
     embeddings.eval()
     times = []
@@ -50,8 +54,8 @@ def lookup_ms(embeddings: nn.Module, sparse: torch.Tensor, repeats: int = 5) -> 
             for i in range(repeats + 1):
                 t = time.perf_counter()
                 embeddings(sparse)  # [B, F, D]
-                if sparse.is_cuda:
-                    torch.cuda.synchronize(sparse.device)
+                if not device.is_host:
+                    device.synchronize()
                 if i:
                     times.append((time.perf_counter() - t) * 1e3)
     finally:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hotrec.device import as_device
 from hotrec.embeddings.keys import keys_of
 from hotrec.embeddings.store import EmbeddingStore, apply_rows
 
@@ -34,16 +35,17 @@ class DeviceReplica:
     """Weights [N, D] and row-wise optimizer state [N] of the hot rows, on `device`.
 
     rows[i] is the global id of slot i. pull() copies host -> device, push() device -> host,
-    each as one vectorized gather/scatter of weights and optimizer state.
+    each as one vectorized gather/scatter of weights and optimizer state, through `device`
+    (a Device, or a torch device).
     """
 
-    def __init__(self, store: EmbeddingStore, rows: np.ndarray, device: torch.device) -> None:
-        self.store, self.device = store, device
+    def __init__(self, store: EmbeddingStore, rows: np.ndarray, device) -> None:
+        self.store, self.device = store, as_device(device)
         self.rows = torch.as_tensor(np.asarray(rows), dtype=torch.int64)
         n, d = self.rows.shape[0], store.dim
-        self.weight = torch.zeros(n, d, dtype=store.weight.dtype, device=device)
+        self.weight = self.device.zeros(n, d, dtype=store.weight.dtype)
         adagrad = store.optimizer == "adagrad"
-        self.state = torch.zeros(n, device=device) if adagrad else None
+        self.state = self.device.zeros(n) if adagrad else None
         self.traffic = Traffic()
 
     @property
@@ -61,14 +63,16 @@ class DeviceReplica:
 
     def push(self) -> None:
         """Replica rows and optimizer state -> host."""
-        self.store.weight.index_copy_(0, self.rows, self.weight.to(self.store.weight.device))
+        self.store.weight.index_copy_(0, self.rows, self.device.to_host(self.weight))
         if self.state is not None:
-            self.store.opt_state.index_copy_(0, self.rows, self.state.to(self.store.weight.device))
+            self.store.opt_state.index_copy_(0, self.rows, self.device.to_host(self.state))
         self.traffic.d2h_bytes += self.nbytes
         self.traffic.syncs += 1
 
     def update(self, slots: torch.Tensor, grads: torch.Tensor) -> None:
+        """Row optimizer on the replica; `slots` (host or device) and `grads` (device)."""
         s = self.store
+        slots = self.device.to_device(slots)
         apply_rows(self.weight, self.state, slots, grads, s.optimizer, s.lr, s.eps)
 
 
@@ -116,11 +120,11 @@ class RoutedEmbedding(nn.Module):
         table_offsets: torch.Tensor,
         replica: DeviceReplica,
         slot_map: torch.Tensor,
-        device: torch.device,
+        device,
         keys: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.store, self.replica, self.device = store, replica, device
+        self.store, self.replica, self.device = store, replica, as_device(device)
         self.keys = keys
         self.register_buffer("offsets", torch.as_tensor(table_offsets, dtype=torch.int64))
         self.slot_map = slot_map  # int64 [R] on host: slot of each global row, -1 = cold
@@ -141,8 +145,11 @@ class RoutedEmbedding(nn.Module):
         return self.store.table_rows
 
     def global_ids(self, sparse: torch.Tensor) -> torch.Tensor:
-        """ids [B, T] -> global rows [B, K] on host."""
-        return keys_of(self.keys, sparse.cpu()) + self.offsets
+        """ids [B, T] -> global rows [B, K] on host (ids in device memory are read back:
+        evaluation only, training plans them ahead)."""
+        if sparse.device != self.offsets.device:
+            sparse = self.device.to_host(sparse)
+        return keys_of(self.keys, sparse) + self.offsets
 
     def slots(self, ids: torch.Tensor) -> torch.Tensor:
         """Global rows (any shape, host) -> replica slots, -1 where cold. index_select, not
@@ -169,7 +176,7 @@ class RoutedEmbedding(nn.Module):
         if mode == "host":
             out = self._from_host(plan.rows)
         elif mode == "device":
-            out = self.replica.weight.index_select(0, plan.slots.to(self.device))
+            out = self.replica.weight.index_select(0, self.device.to_device(plan.slots))
         else:
             out = self._split(plan)
         out = out.view(sparse.shape[0], -1, out.shape[1])  # [B, K, D]
@@ -181,22 +188,22 @@ class RoutedEmbedding(nn.Module):
     def _from_host(self, rows: torch.Tensor) -> torch.Tensor:
         out = self.store.gather(rows)
         self.traffic.h2d_bytes += out.numel() * out.element_size()
-        return out.to(self.device, non_blocking=True)
+        return self.device.to_device(out)
 
     def _split(self, plan: LookupPlan) -> torch.Tensor:
         if plan.hot is None:  # a plan made for another mode
             plan = plan_lookups(plan.rows, plan.slots)
-        n = plan.rows.shape[0]
-        out = torch.empty(n, self.store.dim, dtype=self.store.weight.dtype, device=self.device)
-        hot, cold = plan.hot.to(self.device), plan.cold.to(self.device)
-        hot_slots = plan.slots.index_select(0, plan.hot).to(self.device)
+        dev, n = self.device, plan.rows.shape[0]
+        out = dev.zeros(n, self.store.dim, dtype=self.store.weight.dtype)
+        hot, cold = dev.to_device(plan.hot), dev.to_device(plan.cold)
+        hot_slots = dev.to_device(plan.slots.index_select(0, plan.hot))
         out.index_copy_(0, hot, self.replica.weight.index_select(0, hot_slots))
         if self.prefetched is not None:
             unique, values = self.prefetched  # unique cold rows on host, their values on device
             index = plan.cold_index
             if index is None:
                 index = torch.searchsorted(unique, plan.rows.index_select(0, plan.cold))
-            out.index_copy_(0, cold, values.index_select(0, index.to(self.device)))
+            out.index_copy_(0, cold, values.index_select(0, dev.to_device(index)))
         else:
             out.index_copy_(0, cold, self._from_host(plan.rows.index_select(0, plan.cold)))
         return out
@@ -222,15 +229,15 @@ class RoutedEmbedding(nn.Module):
                     plan = plan_lookups(plan.rows, plan.slots)
                 device_rows.append(plan.rows.index_select(0, plan.hot))
                 device_slots.append(plan.slots.index_select(0, plan.hot))
-                device_grads.append(grads.index_select(0, plan.hot.to(grads.device)))
+                device_grads.append(grads.index_select(0, self.device.to_device(plan.hot)))
                 host_rows.append(plan.rows.index_select(0, plan.cold))
-                host_grads.append(grads.index_select(0, plan.cold.to(grads.device)))
+                host_grads.append(grads.index_select(0, self.device.to_device(plan.cold)))
         self._pending.clear()
         if device_slots:
             slots, grads = self._filtered(
                 torch.cat(device_rows), torch.cat(device_slots), torch.cat(device_grads)
             )
-            self.replica.update(slots.to(self.device), grads)
+            self.replica.update(slots, grads)
         if host_rows:
             rows = torch.cat(host_rows)
             rows, grads = self._filtered(rows, rows, torch.cat(host_grads))
@@ -241,11 +248,11 @@ class RoutedEmbedding(nn.Module):
         keep = self.update_filter(rows, grads) if self.update_filter else None
         if keep is None:
             return target, grads
-        return target.index_select(0, keep), grads.index_select(0, keep.to(grads.device))
+        return target.index_select(0, keep), grads.index_select(0, self.device.to_device(keep))
 
     def _update_host(self, rows: torch.Tensor, grads: torch.Tensor) -> None:
         self.traffic.d2h_bytes += grads.numel() * grads.element_size()
-        self.store.update(rows, grads)
+        self.store.update(rows, self.device.to_host(grads))
 
     def zero_grad_pending(self) -> None:
         self._pending.clear()

@@ -39,9 +39,9 @@ def parse_path(text: str, max_batch: int = 4096) -> ServingPath:
 
 def available_devices() -> list[str]:
     """cpu, plus cuda when a CUDA device is present."""
-    import torch
+    from hotrec.device import cuda_available
 
-    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    return ["cpu", "cuda"] if cuda_available() else ["cpu"]
 
 
 def resolve_devices(text: str) -> list[str]:

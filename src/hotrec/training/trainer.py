@@ -298,7 +298,7 @@ class Trainer:
         sparse = self.device.to_device(torch.from_numpy(ids.astype(np.int64)))  # [B, T]
         return {
             **describe(self.model.embeddings),
-            "lookup_ms": round(lookup_ms(self.model.embeddings, sparse), 4),
+            "lookup_ms": round(lookup_ms(self.model.embeddings, sparse, device=self.device), 4),
             "lookup_batch": len(ids),
         }
 

@@ -24,7 +24,6 @@ from hotrec.training.schedules.placed import (
     install_routing,
     obtain_hotset,
     placement_stats,
-    refuse_emulated,
 )
 from hotrec.types import Batch
 
@@ -70,7 +69,6 @@ class FAE(Schedule):
 
     def attach(self, ctx: StepContext) -> None:
         super().attach(ctx)
-        refuse_emulated(ctx, self.name)
         self.hotset = obtain_hotset(ctx)
         self.routed = install_routing(ctx, self.hotset)
         arrays = ctx.train

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from hotrec.data.loader import prefetched
+from hotrec.device import Event
 from hotrec.placement.hot_cold import LookupPlan, plan_lookups
 from hotrec.training.context import StepContext
 from hotrec.training.schedules.base import Prepared, Schedule
@@ -31,7 +32,6 @@ from hotrec.training.schedules.placed import (
     install_routing,
     obtain_hotset,
     placement_stats,
-    refuse_emulated,
 )
 from hotrec.training.steps import batch_to_device, select, train_step
 from hotrec.types import Batch
@@ -45,7 +45,7 @@ class HotlinePrepared(Prepared):
     cold_rows: torch.Tensor | None = None  # int64 [U] sorted unique global rows of cold lookups
     values: torch.Tensor | None = None  # [U, D] their values, on the device
     seq: int = 0  # host updates applied when the values were read
-    ready: torch.cuda.Event | None = None  # the side-stream copy, on CUDA
+    ready: Event | None = None  # the side-stream copy of `values` (None: host memory)
     micro: list[Batch] = field(default_factory=list)  # popular, then non-popular (non-empty)
     plans: list[LookupPlan] = field(default_factory=list)  # one per micro-batch
 
@@ -73,15 +73,13 @@ class Hotline(Schedule):
 
     def attach(self, ctx: StepContext) -> None:
         super().attach(ctx)
-        refuse_emulated(ctx, self.name)
         self.hotset = obtain_hotset(ctx)
         self.routed = install_routing(ctx, self.hotset)
         self.lookahead = max(1, ctx.placement.lookahead)
         self.store = self.routed.store
         self.seq = 0
         self.log: deque[tuple[int, torch.Tensor]] = deque(maxlen=self.lookahead + 8)
-        dev = ctx.device.torch_device
-        self.side = torch.cuda.Stream(dev) if dev.type == "cuda" else None
+        self.side = None if ctx.device.is_host else ctx.device.side_stream()
         self.popular_samples = self.samples = self.patched_rows = self.regathered = 0
         self.reprofiler = Reprofiler(ctx.placement.reprofile_every, self.hotset.capacity)
 
@@ -103,23 +101,22 @@ class Hotline(Schedule):
         item = HotlinePrepared(
             batch, ids, slots, generation, True, (slots >= 0).all(dim=1), cold_rows, values, seq
         )
-        if self.side is not None:
-            with torch.cuda.stream(self.side):
-                dev = self.ctx.device.torch_device
-                item.values = values.pin_memory().to(dev, non_blocking=True)
-                item.ready = torch.cuda.Event()
-                item.ready.record(self.side)
+        if self.side is not None:  # staged in pinned memory, copied on the side stream
+            dev = self.ctx.device
+            with dev.stream(self.side):
+                item.values, item.ready = dev.copy_to_device_async(dev.stage(values))
         return split_micro(item)
 
     def run(self, item: HotlinePrepared) -> float:
         t = self.ctx
+        dev = t.device
         with t.timer.section("waiting"):
             if item.ready is not None:
-                torch.cuda.current_stream().wait_event(item.ready)
+                dev.wait(item.ready)  # the compute stream waits; the host does not
             self._patch(item)
         self.routed.traffic.h2d_bytes += item.values.numel() * item.values.element_size()
         if item.ready is not None:  # values came from the side stream: keep them alive here
-            item.values.record_stream(torch.cuda.current_stream())
+            dev.keep_alive(item.values)
         self.routed.prefetched = (item.cold_rows, item.values)
         with t.timer.section("transfer"):
             micro = [batch_to_device(t.device, b) for b in item.micro]
@@ -150,8 +147,10 @@ class Hotline(Schedule):
             else torch.isin(item.cold_rows, torch.cat(newer))
         )
         if stale.any():
-            fresh = self.store.gather(item.cold_rows[stale])
-            item.values[stale.to(item.values.device)] = fresh.to(item.values.device)
+            where = torch.nonzero(stale).squeeze(1)  # host positions, no mask on the device
+            fresh = self.store.gather(item.cold_rows.index_select(0, where))
+            dev = self.ctx.device
+            item.values.index_copy_(0, dev.to_device(where), dev.to_device(fresh))
             self.patched_rows += int(stale.sum())
             self.regathered += int(missing)
 

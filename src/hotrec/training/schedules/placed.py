@@ -26,15 +26,6 @@ def rows_to_place(ctx: StepContext) -> nn.Module:
     return part
 
 
-def refuse_emulated(ctx: StepContext, schedule: str) -> None:
-    """The device replica and the routed embedding do not run on the emulated device yet."""
-    if ctx.device.name == "emulated":
-        raise HotrecError(
-            f"--schedule {schedule} does not run on --device emulated yet (its device replica "
-            "and routing are not ported to the device layer): use --device cpu"
-        )
-
-
 def obtain_hotset(ctx: StepContext) -> HotSet:
     """The configured hot set file, or a profile of the training split under the budget."""
     p, part = ctx.placement, rows_to_place(ctx)
@@ -61,11 +52,10 @@ def install_routing(ctx: StepContext, hotset: HotSet) -> RoutedEmbedding:
 
     The store module is kept, so checkpoints have the same keys under every schedule."""
     old = rows_to_place(ctx)
-    replica = DeviceReplica(old.store, hotset.rows, ctx.device.torch_device)
+    replica = DeviceReplica(old.store, hotset.rows, ctx.device)
     replica.pull()
     slot_map = torch.from_numpy(hotset.slot_map())
-    dev = ctx.device.torch_device
-    routed = RoutedEmbedding(old.store, old.offsets, replica, slot_map, dev, old.keys)
+    routed = RoutedEmbedding(old.store, old.offsets, replica, slot_map, ctx.device, old.keys)
     set_row_part(ctx.model, routed)
     return routed
 
