@@ -210,3 +210,20 @@ def test_negative_control_the_cuda_scan_finds_calls(tmp_path):
     (tmp_path / "device").mkdir()
     (tmp_path / "device" / "cuda.py").write_text("torch.cuda.synchronize()\n")
     assert len(cuda_calls_outside_the_device_layer(tmp_path)) == 2
+
+
+def test_staging_buffers_are_reused_once_their_copy_finished(dev):
+    a = dev.stage(torch.arange(6.0))
+    moved, ready = dev.copy_to_device_async(a)
+    b = dev.stage(torch.arange(5.0))  # the first copy may still be in flight: another buffer
+    assert b.untyped_storage().data_ptr() != a.untyped_storage().data_ptr()
+    dev.copy_to_device_async(b)
+    dev.host_wait(ready)
+    assert torch.equal(dev.to_host(moved), torch.arange(6.0))
+    c = dev.stage(torch.full((3,), 7.0))  # a's copy finished: its buffer again
+    assert c.untyped_storage().data_ptr() == a.untyped_storage().data_ptr()
+    assert dev.staging_allocations == 2
+    for _ in range(50):  # a steady stream of copies waited for: no new allocations
+        moved, ready = dev.copy_to_device_async(dev.stage(torch.randn(8)))
+        dev.host_wait(ready)
+    assert dev.staging_allocations <= 3

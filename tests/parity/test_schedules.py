@@ -41,7 +41,9 @@ def make(tmp_path, data, name, schedule, sparse, dense, *extra):
 
 def params(trainer) -> dict[str, torch.Tensor]:
     trainer.schedule.sync()
-    return {k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()}
+    return {
+        k: v.clone() for k, v in trainer.device.state_to_host(trainer.model.state_dict()).items()
+    }
 
 
 def assert_same(a: dict, b: dict) -> None:
@@ -57,9 +59,11 @@ def run_steps(trainer, batches) -> None:
         trainer.state.step += 1
 
 
+@pytest.mark.parametrize("device", ["cpu", "emulated"])
 @pytest.mark.parametrize("sparse, dense", OPTIMIZERS)
-def test_device_only_and_hotline_equal_baseline(tmp_path, data, sparse, dense):
-    base = make(tmp_path, data, "base", "baseline", sparse, dense, "train.epochs=2")
+def test_device_only_and_hotline_equal_baseline(tmp_path, data, sparse, dense, device):
+    on = f"train.device='{device}'"
+    base = make(tmp_path, data, "base", "baseline", sparse, dense, "train.epochs=2", on)
     base.fit()  # 2 epochs x 88 batches = 176 steps through the real loader
     expected = params(base)
     assert base.state.step > 150
@@ -68,7 +72,9 @@ def test_device_only_and_hotline_equal_baseline(tmp_path, data, sparse, dense):
         ("hotline", ["placement.lookahead=1"]),
         ("hotline", ["placement.lookahead=4"]),
     ]:
-        t = make(tmp_path, data, f"{name}{extra}", name, sparse, dense, "train.epochs=2", *extra)
+        t = make(
+            tmp_path, data, f"{name}{extra}", name, sparse, dense, "train.epochs=2", on, *extra
+        )
         t.fit()
         assert_same(params(t), expected)
         if name == "hotline":
@@ -78,13 +84,15 @@ def test_device_only_and_hotline_equal_baseline(tmp_path, data, sparse, dense):
                 assert stats["patched_rows"] > 0  # the read-after-write hazard happened
 
 
+@pytest.mark.parametrize("device", ["cpu", "emulated"])
 @pytest.mark.parametrize("sparse, dense", OPTIMIZERS)
 @pytest.mark.parametrize("run_length", [1, 0])
-def test_fae_equals_baseline_on_fae_order(tmp_path, data, sparse, dense, run_length):
+def test_fae_equals_baseline_on_fae_order(tmp_path, data, sparse, dense, run_length, device):
+    on = f"train.device='{device}'"
     fae = make(
-        tmp_path, data, "fae", "fae", sparse, dense, f"placement.fae_run_length={run_length}"
+        tmp_path, data, "fae", "fae", sparse, dense, f"placement.fae_run_length={run_length}", on
     )
-    base = make(tmp_path, data, "base", "baseline", sparse, dense)
+    base = make(tmp_path, data, "base", "baseline", sparse, dense, on)
     batches = []
     for epoch in range(2):
         batches += [fae.schedule.loader.load(ix) for ix in fae.schedule.epoch_order(epoch)]

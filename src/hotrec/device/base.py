@@ -30,6 +30,8 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_map
 
+_TAKEN = object()  # a staging buffer handed out whose copy is not recorded yet
+
 
 class Stream:
     """A queue of device work; the default stream is `Device.default_stream`."""
@@ -62,6 +64,9 @@ class Device:
     def __init__(self) -> None:
         self.default_stream = Stream("default")
         self._local = threading.local()  # the current stream is per thread, as in CUDA
+        self._pool: list[list] = []  # [pinned staging buffer, event of its last reader]
+        self._pool_lock = threading.Lock()
+        self.staging_allocations = 0  # pinned buffers allocated so far
         self.syncs = 0  # device-to-host synchronizations seen (where counted)
 
     # -- placement --------------------------------------------------------------------------
@@ -111,12 +116,37 @@ class Device:
         return True
 
     def stage(self, t: torch.Tensor) -> torch.Tensor:
-        """`t` in pinned host memory (a copy unless it is pinned already)."""
+        """`t` in pinned host memory: a copy into a reused staging buffer (unless `t` is
+        pinned already). A buffer is reused once the async copy that last read it finished,
+        so staging allocates only while earlier copies are still in flight."""
         if self.is_pinned(t):
             return t
-        out = self.pinned(t.shape, t.dtype)
+        out = self._staging_buffer(t.numel(), t.dtype).view(t.shape)
         out.copy_(t)
         return out
+
+    def _staging_buffer(self, numel: int, dtype: torch.dtype) -> torch.Tensor:
+        """The first `numel` elements of a free pooled buffer (capacities are powers of 2)."""
+        with self._pool_lock:
+            for entry in self._pool:
+                buf, event = entry
+                free = event is not _TAKEN and (event is None or event.done())
+                if free and buf.dtype == dtype and buf.numel() >= numel:
+                    entry[1] = _TAKEN  # until the copy that reads it is recorded
+                    return buf[:numel]
+            buf = self.pinned((max(1, 1 << max(numel - 1, 0).bit_length()),), dtype)
+            self._pool.append([buf, _TAKEN])
+            self.staging_allocations += 1
+            return buf[:numel]
+
+    def _read_by(self, src: torch.Tensor, event: Event) -> None:
+        """An async copy reads `src`: its staging buffer is free again when `event` is."""
+        ptr = src.untyped_storage().data_ptr()
+        with self._pool_lock:
+            for entry in self._pool:
+                if entry[0].untyped_storage().data_ptr() == ptr:
+                    entry[1] = event
+                    return
 
     # -- streams and events -----------------------------------------------------------------
     def side_stream(self) -> Stream:

@@ -75,7 +75,9 @@ class CudaDevice(Device):
         if not src.is_pinned():
             raise RuntimeError("an async host-to-device copy needs a pinned source (stage it)")
         out = src.to(self._device, non_blocking=True)
-        return out, self.record_event()
+        event = self.record_event()
+        self._read_by(src, event)
+        return out, event
 
     def copy_to_host_async(
         self, src: torch.Tensor, dst: torch.Tensor | None = None

@@ -397,7 +397,9 @@ class EmulatedDevice(Device):
                 copied = src.clone()
                 event.publish = lambda: dst.inner.copy_(copied)
 
-        return dst, self._enqueue(run, src.numel() * src.element_size())
+        event = self._enqueue(run, src.numel() * src.element_size())
+        self._read_by(src, event)
+        return dst, event
 
     def copy_to_host_async(
         self, src: torch.Tensor, dst: torch.Tensor | None = None
