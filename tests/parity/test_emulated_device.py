@@ -147,3 +147,22 @@ def test_syncs_per_step_today(tmp_path, data, schedule, capsys):
         )
     if SYNCS_TODAY[schedule] is not None:
         assert syncs["per_step"] == syncs["max_per_step"] == SYNCS_TODAY[schedule]
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_the_cli_trains_every_schedule_on_the_emulated_device_like_the_cpu(
+    tmp_path, data, schedule, capsys
+):
+    import json
+
+    from hotrec.cli.main import main
+
+    aucs = {}
+    for device in ("cpu", "emulated"):
+        run = tmp_path / device
+        argv = ["train", "--data", str(data), "--preset", "tiny", "--schedule", schedule,
+                "--device", device, "--hot-budget", "1KiB", "--run-dir", str(run)]  # fmt: skip
+        assert main(argv) == 0
+        aucs[device] = json.loads((run / "result.json").read_text())["val"]["auc"]
+    assert aucs["emulated"] == aucs["cpu"]
+    assert "device-to-host syncs per training step" in capsys.readouterr().out
