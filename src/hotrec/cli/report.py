@@ -58,12 +58,12 @@ def print_results(result: dict, title: str = "results") -> None:
         console.print(
             f"{result['steps']:,} steps on {result['device']}; stopped: {result['stopped']}"
         )
-    syncs = result.get("device_syncs")
+    syncs = result.get("syncs_per_step")
     if syncs:
         ops = ", ".join(f"{op} {n:,}" for op, n in syncs["by_op"].items())
         console.print(
-            f"device-to-host syncs per training step: {syncs['per_step']:g} (at most "
-            f"{syncs['max_per_step']}; over {syncs['steps']:,} steps: {ops})"
+            f"device-to-host syncs per training step: {syncs['mean']:g} (at most "
+            f"{syncs['max']}; over {syncs['steps']:,} steps: {ops})"
         )
     emb = result.get("embedding")
     if emb:

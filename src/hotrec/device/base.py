@@ -134,7 +134,8 @@ class Device:
                 if free and buf.dtype == dtype and buf.numel() >= numel:
                     entry[1] = _TAKEN  # until the copy that reads it is recorded
                     return buf[:numel]
-            buf = self.pinned((max(1, 1 << max(numel - 1, 0).bit_length()),), dtype)
+            with torch.inference_mode(False):  # reused later outside inference mode too
+                buf = self.pinned((max(1, 1 << max(numel - 1, 0).bit_length()),), dtype)
             self._pool.append([buf, _TAKEN])
             self.staging_allocations += 1
             return buf[:numel]
@@ -147,6 +148,16 @@ class Device:
                 if entry[0].untyped_storage().data_ptr() == ptr:
                     entry[1] = event
                     return
+
+    def upload(self, t: torch.Tensor) -> torch.Tensor:
+        """Host `t` in device memory without a host wait: staged in a pooled pinned buffer,
+        copied asynchronously, and the current stream waits for the copy (returns `t` when
+        device memory is host memory). The per-step way in; `to_device` is for set-up."""
+        if self.is_host or self.is_device_tensor(t):
+            return t
+        moved, ready = self.copy_to_device_async(self.stage(t))
+        self.wait(ready)
+        return moved
 
     # -- streams and events -----------------------------------------------------------------
     def side_stream(self) -> Stream:

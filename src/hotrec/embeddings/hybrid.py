@@ -64,6 +64,9 @@ class HybridEmbedding(nn.Module):
         if self.dhe is not None:
             self.dhe.place(device)
 
+    def begin_step(self):
+        return self.rows.begin_step() if self.rows is not None else None
+
     def step(self) -> None:
         if self.rows is not None:
             self.rows.step()

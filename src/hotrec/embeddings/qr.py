@@ -44,6 +44,9 @@ class QREmbedding(nn.Module):
     def place(self, device) -> None:
         self.rows.place(device)
 
+    def begin_step(self):
+        return self.rows.begin_step()
+
     def step(self) -> None:
         self.rows.step()
 

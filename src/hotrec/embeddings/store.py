@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -45,10 +46,44 @@ def apply_rows(
         weight.scatter_add_(0, index, grads.to(weight.dtype) * -lr)
         return
     unique, summed = coalesce(rows, grads)  # [U], [U, D]
+    apply_unique(weight, state, unique, summed, lr, eps)
+
+
+def apply_unique(
+    weight: torch.Tensor,
+    state: torch.Tensor,
+    unique: torch.Tensor,
+    summed: torch.Tensor,
+    lr: float,
+    eps: float,
+) -> None:
+    """Row-wise Adagrad on unique rows with their summed gradients (the tail of apply_rows)."""
     acc = state.index_select(0, unique) + summed.pow(2).mean(dim=1)  # [U]
     state.index_copy_(0, unique, acc)
     step = summed / (acc.sqrt() + eps).unsqueeze(1)  # [U, D]
     weight.index_add_(0, unique, step.to(weight.dtype), alpha=-lr)
+
+
+def apply_from_host_rows(
+    weight: torch.Tensor,
+    state: torch.Tensor | None,
+    rows: torch.Tensor,
+    grads: torch.Tensor,
+    optimizer: str,
+    lr: float,
+    eps: float,
+    upload: Callable[[torch.Tensor], torch.Tensor],
+) -> None:
+    """apply_rows for rows in device memory whose ids are known on the host: duplicates are
+    coalesced on the host (no device-to-host read for `unique`), the ids uploaded without a
+    wait. Bit-identical to apply_rows."""
+    if optimizer == "sgd":
+        apply_rows(weight, state, upload(rows), grads, optimizer, lr, eps)
+        return
+    unique, inverse = torch.unique(rows, return_inverse=True)  # host
+    summed = grads.new_zeros((unique.shape[0], grads.shape[1]))
+    summed.index_add_(0, upload(inverse), grads)
+    apply_unique(weight, state, upload(unique), summed, lr, eps)
 
 
 class EmbeddingStore(nn.Module):
@@ -96,13 +131,18 @@ class EmbeddingStore(nn.Module):
         """rows [n] global ids -> [n, D] (a copy)."""
         return self.weight.index_select(0, rows)
 
-    def update(self, rows: torch.Tensor, grads: torch.Tensor) -> None:
-        """Apply the sparse optimizer to the looked-up rows; grads may live on another device."""
-        rows = rows.to(self.weight.device)
-        grads = grads.to(self.weight.device)
+    def update(self, rows: torch.Tensor, grads: torch.Tensor, upload=None) -> None:
+        """Apply the sparse optimizer to the looked-up rows. Host store: `rows` and `grads`
+        in host memory. A store in device memory: `rows` on the host, `grads` on the device,
+        `upload` the device's host-to-device copy."""
         state = self.opt_state if self.optimizer == "adagrad" else None
         with self.lock:
-            apply_rows(self.weight, state, rows, grads, self.optimizer, self.lr, self.eps)
+            if upload is None:
+                apply_rows(self.weight, state, rows, grads, self.optimizer, self.lr, self.eps)
+            else:
+                apply_from_host_rows(
+                    self.weight, state, rows, grads, self.optimizer, self.lr, self.eps, upload
+                )
 
     def nbytes(self) -> int:
         return self.weight.numel() * self.weight.element_size() + self.opt_state.numel() * 4

@@ -42,6 +42,8 @@ class TableEmbedding(nn.Module):
         self.moved_bytes = 0  # rows copied to out_device (and as many gradient bytes back)
         self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._expected: deque[torch.Tensor] = deque()
+        self._host_grads: list | None = None  # (host rows, grads) after begin_step
+        self._host_event = None
         self.update_filter: Callable[[torch.Tensor, torch.Tensor], torch.Tensor | None] | None
         self.update_filter = None
 
@@ -81,43 +83,66 @@ class TableEmbedding(nn.Module):
             rows = self._expected.popleft()  # [B*K] on host
         else:
             rows = self.global_ids(sparse).reshape(-1)  # [B*K]
-        if self.home is not None:
-            rows = self.home.to_device(rows)
-        out = self.store.gather(rows)  # [B*K, D]
+        where = rows if self.home is None else self.home.upload(rows)  # the store's memory
+        out = self.store.gather(where)  # [B*K, D]
         if self.out_device is not None:
-            out = self.out_device.to_device(out)
+            out = self.out_device.upload(out)
             if self.training:
                 self.moved_bytes += out.numel() * out.element_size()
         out = out.view(sparse.shape[0], -1, out.shape[1])  # [B, K, D]
         if torch.is_grad_enabled() and self.training:
             out.requires_grad_(True)
-            self._pending.append((rows, out))
+            self._pending.append((rows, out))  # host rows
         return out
+
+    def begin_step(self):
+        """After backward: start copying the gradients bound for a host store back to host
+        memory (asynchronously); the event of the last copy, or None when nothing moves.
+        The caller's one host wait (after the loss read is queued) completes them."""
+        if self._host_grads is not None:
+            return self._host_event
+        done = [(rows, out.grad) for rows, out in self._pending if out.grad is not None]
+        self._pending.clear()
+        self._host_grads, self._host_event = [], None
+        if not done:
+            return None
+        rows = torch.cat([r for r, _ in done])
+        grads = torch.cat([g.reshape(r.shape[0], -1) for r, g in done])
+        dev = self.out_device
+        if self.home is None and dev is not None and not dev.is_host:
+            grads, self._host_event = dev.copy_to_host_async(grads)
+        self._host_grads = [(rows, grads)]
+        return self._host_event
 
     def step(self) -> None:
         """Apply the sparse optimizer to every lookup made since the last step, as one update
         (a row looked up by several forwards gets one row-wise Adagrad step, not several)."""
-        done = [(rows, out.grad) for rows, out in self._pending if out.grad is not None]
-        self._pending.clear()
-        if done:
-            rows = torch.cat([r for r, _ in done])
-            grads = torch.cat([g.reshape(r.shape[0], -1) for r, g in done])
+        if self._host_grads is None:
+            event = self.begin_step()
+            if event is not None:
+                self.out_device.host_wait(event)
+        pending, self._host_grads, self._host_event = self._host_grads, None, None
+        for rows, grads in pending:
             keep = self.update_filter(rows, grads) if self.update_filter else None
             if keep is not None:
-                rows = rows.index_select(0, self._beside(keep, rows))
+                rows = rows.index_select(0, keep)
                 grads = grads.index_select(0, self._beside(keep, grads))
-            self.store.update(rows, grads)
+            if self.home is None:
+                self.store.update(rows, grads)
+            else:
+                self.store.update(rows, grads, upload=self.home.upload)
 
     def _beside(self, index: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Host `index` in the memory `t` lives in (the store's device or the output's)."""
         if t.device == index.device:
             return index
-        return (self.home or self.out_device).to_device(index)
+        return (self.home or self.out_device).upload(index)
 
     def zero_grad_pending(self) -> None:
         """Forget lookups whose gradients will never be applied (e.g. after a failed step)."""
         self._pending.clear()
         self._expected.clear()
+        self._host_grads, self._host_event = None, None
 
     def param_bytes(self) -> int:
         """Bytes of the rows (optimizer state excluded)."""

@@ -19,7 +19,7 @@ from torch import nn
 
 from hotrec.device import as_device
 from hotrec.embeddings.keys import keys_of
-from hotrec.embeddings.store import EmbeddingStore, apply_rows
+from hotrec.embeddings.store import EmbeddingStore, apply_from_host_rows
 
 
 @dataclass
@@ -55,25 +55,34 @@ class DeviceReplica:
 
     def pull(self) -> None:
         """Host rows and optimizer state -> replica."""
-        self.weight.copy_(self.store.weight.index_select(0, self.rows))
+        up = self.device.upload
+        self.weight.copy_(up(self.store.weight.index_select(0, self.rows)))
         if self.state is not None:
-            self.state.copy_(self.store.opt_state.index_select(0, self.rows))
+            self.state.copy_(up(self.store.opt_state.index_select(0, self.rows)))
         self.traffic.h2d_bytes += self.nbytes
         self.traffic.syncs += 1
 
     def push(self) -> None:
-        """Replica rows and optimizer state -> host."""
-        self.store.weight.index_copy_(0, self.rows, self.device.to_host(self.weight))
+        """Replica rows and optimizer state -> host: both copies queued, one host wait."""
+        dev = self.device
+        weight, ready = dev.copy_to_host_async(self.weight)
+        state = None
         if self.state is not None:
-            self.store.opt_state.index_copy_(0, self.rows, self.device.to_host(self.state))
+            state, ready = dev.copy_to_host_async(self.state)
+        dev.host_wait(ready if not dev.is_host else None)
+        self.store.weight.index_copy_(0, self.rows, weight)
+        if state is not None:
+            self.store.opt_state.index_copy_(0, self.rows, state)
         self.traffic.d2h_bytes += self.nbytes
         self.traffic.syncs += 1
 
     def update(self, slots: torch.Tensor, grads: torch.Tensor) -> None:
-        """Row optimizer on the replica; `slots` (host or device) and `grads` (device)."""
+        """Row optimizer on the replica: `slots` on the host, `grads` on the device
+        (duplicates coalesced on the host, no read back)."""
         s = self.store
-        slots = self.device.to_device(slots)
-        apply_rows(self.weight, self.state, slots, grads, s.optimizer, s.lr, s.eps)
+        apply_from_host_rows(
+            self.weight, self.state, slots, grads, s.optimizer, s.lr, s.eps, self.device.upload
+        )
 
 
 @dataclass
@@ -135,6 +144,7 @@ class RoutedEmbedding(nn.Module):
         self.update_filter = None
         self._expected: deque[LookupPlan] = deque()
         self._pending: list[tuple[str, LookupPlan, torch.Tensor]] = []
+        self._begun: tuple | None = None  # (device part, host part, event) after begin_step
 
     @property
     def num_features(self) -> int:
@@ -176,7 +186,7 @@ class RoutedEmbedding(nn.Module):
         if mode == "host":
             out = self._from_host(plan.rows)
         elif mode == "device":
-            out = self.replica.weight.index_select(0, self.device.to_device(plan.slots))
+            out = self.replica.weight.index_select(0, self.device.upload(plan.slots))
         else:
             out = self._split(plan)
         out = out.view(sparse.shape[0], -1, out.shape[1])  # [B, K, D]
@@ -188,30 +198,33 @@ class RoutedEmbedding(nn.Module):
     def _from_host(self, rows: torch.Tensor) -> torch.Tensor:
         out = self.store.gather(rows)
         self.traffic.h2d_bytes += out.numel() * out.element_size()
-        return self.device.to_device(out)
+        return self.device.upload(out)
 
     def _split(self, plan: LookupPlan) -> torch.Tensor:
         if plan.hot is None:  # a plan made for another mode
             plan = plan_lookups(plan.rows, plan.slots)
         dev, n = self.device, plan.rows.shape[0]
         out = dev.zeros(n, self.store.dim, dtype=self.store.weight.dtype)
-        hot, cold = dev.to_device(plan.hot), dev.to_device(plan.cold)
-        hot_slots = dev.to_device(plan.slots.index_select(0, plan.hot))
+        hot, cold = dev.upload(plan.hot), dev.upload(plan.cold)
+        hot_slots = dev.upload(plan.slots.index_select(0, plan.hot))
         out.index_copy_(0, hot, self.replica.weight.index_select(0, hot_slots))
         if self.prefetched is not None:
             unique, values = self.prefetched  # unique cold rows on host, their values on device
             index = plan.cold_index
             if index is None:
                 index = torch.searchsorted(unique, plan.rows.index_select(0, plan.cold))
-            out.index_copy_(0, cold, values.index_select(0, dev.to_device(index)))
+            out.index_copy_(0, cold, values.index_select(0, dev.upload(index)))
         else:
             out.index_copy_(0, cold, self._from_host(plan.rows.index_select(0, plan.cold)))
         return out
 
-    def step(self) -> None:
-        """Apply the row optimizer to every lookup made since the last step: one update per
-        side over all of them, so a row looked up by several micro-batches gets one step
-        (row-wise Adagrad is not additive over partial gradients)."""
+    def begin_step(self):
+        """After backward: sort every lookup's gradient to its side, and start copying the
+        host side's back to host memory (asynchronously); the event of that copy, or None.
+        The caller's one host wait (after the loss read is queued) completes it."""
+        if self._begun is not None:
+            return self._begun[-1]
+        dev = self.device
         device_rows, device_slots, device_grads, host_rows, host_grads = [], [], [], [], []
         for mode, plan, out in self._pending:
             if out.grad is None:
@@ -229,31 +242,50 @@ class RoutedEmbedding(nn.Module):
                     plan = plan_lookups(plan.rows, plan.slots)
                 device_rows.append(plan.rows.index_select(0, plan.hot))
                 device_slots.append(plan.slots.index_select(0, plan.hot))
-                device_grads.append(grads.index_select(0, self.device.to_device(plan.hot)))
+                device_grads.append(grads.index_select(0, dev.upload(plan.hot)))
                 host_rows.append(plan.rows.index_select(0, plan.cold))
-                host_grads.append(grads.index_select(0, self.device.to_device(plan.cold)))
+                host_grads.append(grads.index_select(0, dev.upload(plan.cold)))
         self._pending.clear()
+        device_part = None
         if device_slots:
-            slots, grads = self._filtered(
-                torch.cat(device_rows), torch.cat(device_slots), torch.cat(device_grads)
-            )
-            self.replica.update(slots, grads)
+            device_part = (torch.cat(device_rows), torch.cat(device_slots), torch.cat(device_grads))
+        host_part, event = None, None
         if host_rows:
-            rows = torch.cat(host_rows)
-            rows, grads = self._filtered(rows, rows, torch.cat(host_grads))
-            self._update_host(rows, grads)
+            grads = torch.cat(host_grads)
+            self.traffic.d2h_bytes += grads.numel() * grads.element_size()
+            if not dev.is_host:
+                grads, event = dev.copy_to_host_async(grads)
+            host_part = (torch.cat(host_rows), grads)
+        self._begun = (device_part, host_part, event)
+        return event
+
+    def step(self) -> None:
+        """Apply the row optimizer to every lookup made since the last step: one update per
+        side over all of them, so a row looked up by several micro-batches gets one step
+        (row-wise Adagrad is not additive over partial gradients)."""
+        if self._begun is None:
+            event = self.begin_step()
+            if event is not None:
+                self.device.host_wait(event)
+        (device_part, host_part, _), self._begun = self._begun, None
+        if device_part is not None:
+            rows, slots, grads = device_part
+            slots, grads = self._filtered(rows, slots, grads)
+            self.replica.update(slots, grads)
+        if host_part is not None:
+            rows, grads = host_part
+            rows, grads = self._filtered(rows, rows, grads)
+            self.store.update(rows, grads)
 
     def _filtered(self, rows: torch.Tensor, target: torch.Tensor, grads: torch.Tensor):
         """(target, grads) of the updates the filter keeps (all without a filter)."""
         keep = self.update_filter(rows, grads) if self.update_filter else None
         if keep is None:
             return target, grads
-        return target.index_select(0, keep), grads.index_select(0, self.device.to_device(keep))
-
-    def _update_host(self, rows: torch.Tensor, grads: torch.Tensor) -> None:
-        self.traffic.d2h_bytes += grads.numel() * grads.element_size()
-        self.store.update(rows, self.device.to_host(grads))
+        at = self.device.upload(keep) if self.device.is_device_tensor(grads) else keep
+        return target.index_select(0, keep), grads.index_select(0, at)
 
     def zero_grad_pending(self) -> None:
         self._pending.clear()
         self._expected.clear()
+        self._begun = None

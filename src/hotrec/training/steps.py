@@ -30,17 +30,25 @@ def autocast(device, precision: str):
     return torch.autocast(kind, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
+def read_after_backward(device, loss: torch.Tensor, embeddings) -> float:
+    """The step's one device-to-host synchronization: the host-bound row gradients' copies
+    start, the loss is queued behind them, and one host wait completes both."""
+    begin = getattr(embeddings, "begin_step", None)
+    if begin is not None:
+        begin()
+    host_loss, ready = device.copy_to_host_async(loss.detach().float().reshape(1))
+    device.host_wait(ready if not device.is_host else None)
+    return float(host_loss[0])
+
+
 def batch_to_device(device, batch: Batch) -> Batch:
     """A host batch in device memory: asynchronous copies from pinned staging memory, which
     later work on the current stream waits for (no host wait)."""
     if device.is_host:
         return batch
-    parts = []
-    for t in (batch.dense, batch.sparse, batch.label):
-        moved, ready = device.copy_to_device_async(device.stage(t))
-        device.wait(ready)
-        parts.append(moved)
-    return Batch(*parts)
+    return Batch(
+        device.upload(batch.dense), device.upload(batch.sparse), device.upload(batch.label)
+    )
 
 
 def select(batch: Batch, mask: torch.Tensor) -> Batch:
@@ -66,12 +74,13 @@ def train_step(ctx: StepContext, micro_batches: list[Batch]) -> float:
                 F.binary_cross_entropy_with_logits(logits.float(), b.label, reduction=reduction)
             )
         loss = losses[0] if len(losses) == 1 else torch.stack(losses).sum() / total
-        value = loss.item()
-        if not math.isfinite(value):
-            model.embeddings.zero_grad_pending()
-            raise NonFiniteLoss(f"loss became {value} at step {step_number}")
         ctx.dense_opt.zero_grad(set_to_none=True)
         loss.backward()
+    value = read_after_backward(ctx.device, loss, model.embeddings)
+    if not math.isfinite(value):  # nothing was updated yet: the step is dropped whole
+        model.embeddings.zero_grad_pending()
+        ctx.dense_opt.zero_grad(set_to_none=True)
+        raise NonFiniteLoss(f"loss became {value} at step {step_number}")
     with timer.section("optimizer"):
         ctx.dense_opt.step()
         model.embeddings.step()

@@ -199,13 +199,13 @@ class Trainer:
         result = self.schedule.step(batch)
         if self.device.counts_syncs:
             n = self.device.syncs - before
-            s = self._syncs or {"steps": 0, "total": 0, "max_per_step": 0, "by_op": {}}
+            s = self._syncs or {"mean": 0.0, "max": 0, "steps": 0, "total": 0, "by_op": {}}
             for op, count in (self.device.sync_ops - ops_before).items():
                 s["by_op"][op] = s["by_op"].get(op, 0) + count
             s["steps"] += 1
             s["total"] += n
-            s["max_per_step"] = max(s["max_per_step"], n)
-            s["per_step"] = round(s["total"] / s["steps"], 2)
+            s["max"] = max(s["max"], n)
+            s["mean"] = round(s["total"] / s["steps"], 3)
             self._syncs = s
         return result
 
@@ -280,7 +280,7 @@ class Trainer:
             "wall_s": round(seconds, 3),
             "samples_per_s": round(samples / seconds, 1) if seconds > 0 else 0.0,
             "device": str(self.device),
-            **({"device_syncs": self._syncs} if self._syncs else {}),
+            **({"syncs_per_step": self._syncs} if self._syncs else {}),
             "placement": self.schedule.stats(),
             "embedding": self._describe_embedding(),
         }

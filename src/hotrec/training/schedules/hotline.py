@@ -150,7 +150,7 @@ class Hotline(Schedule):
             where = torch.nonzero(stale).squeeze(1)  # host positions, no mask on the device
             fresh = self.store.gather(item.cold_rows.index_select(0, where))
             dev = self.ctx.device
-            item.values.index_copy_(0, dev.to_device(where), dev.to_device(fresh))
+            item.values.index_copy_(0, dev.upload(where), dev.upload(fresh))
             self.patched_rows += int(stale.sum())
             self.regathered += int(missing)
 

@@ -109,7 +109,7 @@ class Slipstream(Schedule):
         store, home = self.ctx.store, getattr(self.ctx.rows, "home", None)
         if home is None:  # the store is in host memory
             return store.weight.index_select(0, self.watched).clone()
-        return home.to_host(store.weight.index_select(0, home.to_device(self.watched)))
+        return home.to_host(store.weight.index_select(0, home.upload(self.watched)))
 
     def _drop_skippable(self, item: Prepared, hot: torch.Tensor) -> Prepared | None:
         """The item without its skippable hot inputs; None when nothing is left."""
@@ -172,7 +172,7 @@ class Slipstream(Schedule):
         dev = self.ctx.device
         self.frozen_grads.index_add_(
             0,
-            dev.to_device(slots.index_select(0, where)),
+            dev.upload(slots.index_select(0, where)),
             grads.index_select(0, self._beside(where, grads)).to(self.frozen_grads.dtype),
         )
         return torch.nonzero(~held).squeeze(1)
@@ -180,7 +180,7 @@ class Slipstream(Schedule):
     def _beside(self, index: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Host `index` moved to where `t` lives."""
         dev = self.ctx.device
-        return dev.to_device(index) if not dev.is_host and dev.is_device_tensor(t) else index
+        return dev.upload(index) if not dev.is_host and dev.is_device_tensor(t) else index
 
     def _freeze(self, stale: torch.Tensor) -> None:
         """Stop updating stale rows; remember the rows to measure live rows' next change."""
