@@ -68,6 +68,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | emulated (the CPU made as strict as CUDA)
     threads: int = 0  # torch intra-op threads (0 = torch's default)
     precision: str = "fp32"  # fp32 | bf16 (autocast of MLPs/interaction; rows and loss stay fp32)
+    deterministic: bool = False  # deterministic kernels only (torch's setting + cuBLAS workspace)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ def make(tmp_path, data, name, device, schedule, *extra):
         [f"data.path='{data}'", "data.batch_size=32", "optim.sparse='adagrad'",
          "optim.dense='adam'", "optim.dense_lr=0.01", "train.checkpoint_every=0",
          f"train.device='{device}'", f"placement.schedule='{schedule}'",
-         "placement.hot_budget='1KiB'", *extra],
+         "placement.hot_budget='1KiB'", "train.deterministic=true", *extra],
     )  # fmt: skip
     return start_run(cfg, tmp_path / name)
 

@@ -33,6 +33,7 @@ def make(tmp_path, data, name, schedule, sparse, dense, *extra):
             f"placement.schedule='{schedule}'",
             "placement.hot_budget='1KiB'",  # 32 hot rows of D=8
             "placement.sample_fraction=1.0",
+            "train.deterministic=true",
             *extra,
         ],
     )

@@ -144,3 +144,18 @@ def test_mid_epoch_resume_refuses_options_that_change_the_order(tmp_path, toy_da
     with pytest.raises(HotrecError, match="cannot change data.batch_size"):
         resume_run(tmp_path / "run", {"data": {"batch_size": 64}})
     resume_run(tmp_path / "run", {"train": {"max_steps": 0}}).fit()  # order kept: fine
+
+
+def test_deterministic_option_turns_on_deterministic_kernels(tmp_path, toy_dataset):
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(False)
+        start_run(tiny_config(toy_dataset, "train.max_steps=1"), tmp_path / "a")
+        assert not torch.are_deterministic_algorithms_enabled()  # off by default
+        start_run(tiny_config(toy_dataset, "train.deterministic=true"), tmp_path / "b")
+        assert torch.are_deterministic_algorithms_enabled()
+        import os
+
+        assert os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    finally:
+        torch.use_deterministic_algorithms(before)

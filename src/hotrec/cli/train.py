@@ -29,6 +29,7 @@ SHORTCUTS = {
     "seed": "train.seed",
     "threads": "train.threads",
     "precision": "train.precision",
+    "deterministic": "train.deterministic",
     "schedule": "placement.schedule",
     "hot_budget": "placement.hot_budget",
     "hotset": "placement.hotset",
@@ -121,6 +122,12 @@ def add_shortcuts(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, help="seed of initialization and shuffling")
     p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument(
+        "--deterministic",
+        action="store_const",
+        const=True,
+        help="deterministic kernels only (needed for bit-exact runs on a GPU; slower there)",
+    )
     p.add_argument(
         "--schedule",
         choices=list(SCHEDULES),

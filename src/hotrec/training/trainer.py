@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -44,6 +45,14 @@ class TrainState:
     samples: int = 0  # training samples consumed
     loss_sum: float = 0.0  # losses since the last train record (so a resumed log matches)
     loss_n: int = 0
+
+
+def set_deterministic() -> None:
+    """Deterministic kernels everywhere (train.deterministic): torch's deterministic
+    algorithms, and the cuBLAS workspace setting they need on CUDA. Process-wide, as torch's
+    setting is; a nondeterministic op then raises instead of running."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
 
 
 def place_model(model: DLRM, device: Device) -> None:
@@ -115,6 +124,8 @@ class Trainer:
                 "--precision bf16 is not emulated (CPU autocast skips device tensors): use "
                 "fp32 on --device emulated"
             )
+        if cfg.train.deterministic:
+            set_deterministic()
         if cfg.train.threads > 0:
             torch.set_num_threads(cfg.train.threads)
         self.model = build_dlrm(self.dataset.schema, cfg.model, cfg.optim, cfg.train.seed)
