@@ -13,7 +13,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from common import command_line, kaggle_like_dataset, machine, save, training_args
+from common import command_line, kaggle_like_dataset, machine, ratio_summary, save, training_args
 from hotrec.config import load_config
 from hotrec.training.trainer import start_run
 
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> dict:
     ]
     runs: dict[str, list[dict]] = {s: [] for s in SCHEDULES}
     for r in range(args.rounds):
-        for s in SCHEDULES:
+        for s in SCHEDULES if r % 2 == 0 else SCHEDULES[::-1]:  # interleaved, order alternating
             cfg = load_config("criteo-kaggle", common + [f"placement.schedule={s!r}"])
             trainer = start_run(cfg, args.workdir / f"run-sched-{s}", overwrite=True)
             res = trainer.fit()
@@ -50,16 +50,28 @@ def run(args: argparse.Namespace) -> dict:
                 f"val AUC {res['val']['auc']:.5f}, {res['placement']}"
             )
     summary = {}
+    base_rates = [x["samples_per_s"] for x in runs["baseline"]]
     for s, rs in runs.items():
+        rates = [x["samples_per_s"] for x in rs]
         summary[s] = {
             "epoch_s": round(statistics.median(x["wall_s"] for x in rs), 2),
-            "samples_per_s": round(statistics.median(x["samples_per_s"] for x in rs), 1),
+            "samples_per_s": round(statistics.median(rates), 1),
+            "samples_per_s_range": [round(min(rates), 1), round(max(rates), 1)],
+            "speed_vs_baseline_per_round": ratio_summary(rates, base_rates),
             "val_auc": round(rs[-1]["val_auc"], 6),
             "h2d_MiB": round(rs[-1]["placement"].get("h2d_bytes", 0) / 2**20, 1),
             "d2h_MiB": round(rs[-1]["placement"].get("d2h_bytes", 0) / 2**20, 1),
             "hot_input_share": rs[-1]["placement"].get("hot_input_share"),
             "time_split_s": rs[-1]["time_split_s"],
         }
+    for s in SCHEDULES:  # what a CUDA device would wait for, counted on the emulated device
+        if args.sync_steps:
+            cfg = load_config("criteo-kaggle", common[:1] + common[2:] + [
+                f"placement.schedule={s!r}", "train.device='emulated'", "train.precision='fp32'",
+                f"train.max_steps={args.sync_steps}"])  # fmt: skip
+            res = start_run(cfg, args.workdir / f"run-sync-{s}", overwrite=True).fit()
+            summary[s]["emulated_syncs_per_step"] = res["syncs_per_step"]
+            print(f"{s}: {res['syncs_per_step']}")
     base = summary["baseline"]
     for s in SCHEDULES:
         summary[s]["speed_vs_baseline"] = round(
@@ -136,6 +148,12 @@ def main() -> None:
     p.add_argument("--hot-budget", default="16MiB", help="device bytes for hot rows (fae, hotline)")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    p.add_argument(
+        "--sync-steps",
+        type=int,
+        default=20,
+        help="steps per schedule on the emulated device to count syncs (0 = skip)",
+    )
     args = p.parse_args()
     result = run(args)
     for s, v in result["schedules"].items():
