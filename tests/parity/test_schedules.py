@@ -189,3 +189,27 @@ def test_reprofiling_moves_rows_and_stays_exact(tmp_path, data, sparse, dense):
     run_steps(base2, batches)
     assert fae.schedule.stats()["reprofiles"] > 3
     assert_same(params(fae), params(base2))
+
+
+DROPOUT = ["model.interaction='masked_transformer'", "model.dropout=0.3", "model.num_heads=2"]
+
+
+def test_hotline_equals_baseline_with_dropout(tmp_path, data):
+    """Dropout draws one mask per mini-batch: hotline's popular / non-popular split gives
+    every sample the mask the unsplit batch draws."""
+    base = make(tmp_path, data, "base", "baseline", "sgd", "sgd", *DROPOUT)
+    base.fit()
+    hl = make(tmp_path, data, "hl", "hotline", "sgd", "sgd", *DROPOUT)
+    hl.fit()
+    assert 0.0 < hl.schedule.stats()["hot_input_share"] < 1.0  # both micro-batches ran
+    assert_same(params(hl), params(base))
+
+
+def test_negative_control_per_forward_dropout_masks_diverge(tmp_path, data, monkeypatch):
+    monkeypatch.setattr("hotrec.training.steps.plan_dropout", lambda *a, **k: None)
+    base = make(tmp_path, data, "base", "baseline", "sgd", "sgd", *DROPOUT)
+    base.fit()
+    hl = make(tmp_path, data, "hl", "hotline", "sgd", "sgd", *DROPOUT)
+    hl.fit()
+    a, b = params(hl), params(base)
+    assert not all(torch.allclose(a[k], b[k], rtol=1e-4, atol=2e-5) for k in a)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from hotrec.errors import HotrecError
+from hotrec.models.dropout import MiniBatchDropout
 
 
 def masked_softmax(scores: torch.Tensor, thresholds: torch.Tensor | None) -> torch.Tensor:
@@ -79,7 +80,8 @@ class MultiHeadAttention(nn.Module):
 
 class EncoderBlock(nn.Module):
     """Post-LayerNorm transformer block: x = LN(x + attn(x)); x = LN(x + FFN(x)), with
-    FFN = Linear-Dropout-ReLU-Linear. layernorm=False drops both LayerNorms (the ablation)."""
+    FFN = Linear-Dropout-ReLU-Linear (one dropout mask per mini-batch, see dropout.py).
+    layernorm=False drops both LayerNorms (the ablation)."""
 
     def __init__(
         self,
@@ -93,7 +95,7 @@ class EncoderBlock(nn.Module):
         super().__init__()
         self.attention = MultiHeadAttention(dim, num_heads, thresholds)
         self.ffn = nn.Sequential(
-            nn.Linear(dim, ffn_dim), nn.Dropout(dropout), nn.ReLU(), nn.Linear(ffn_dim, dim)
+            nn.Linear(dim, ffn_dim), MiniBatchDropout(dropout), nn.ReLU(), nn.Linear(ffn_dim, dim)
         )
         self.norm1 = nn.LayerNorm(dim) if layernorm else nn.Identity()
         self.norm2 = nn.LayerNorm(dim) if layernorm else nn.Identity()

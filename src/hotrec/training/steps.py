@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import TYPE_CHECKING
 
@@ -9,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from hotrec.errors import HotrecError
+from hotrec.models.dropout import plan_dropout
 from hotrec.types import Batch
 
 if TYPE_CHECKING:
@@ -56,14 +58,24 @@ def select(batch: Batch, mask: torch.Tensor) -> Batch:
     return Batch(batch.dense[mask], batch.sparse[mask], batch.label[mask])
 
 
-def train_step(ctx: StepContext, micro_batches: list[Batch]) -> float:
+def train_step(
+    ctx: StepContext, micro_batches: list[Batch], positions: list[torch.Tensor] | None = None
+) -> float:
     """One optimizer step over micro-batches of one mini-batch.
 
     The loss is the mean BCE over all their samples (sum / total), so splitting a mini-batch
-    into micro-batches does not change the gradient. Raises NonFiniteLoss before any update.
+    into micro-batches does not change the gradient; `positions` (host int64, each
+    micro-batch's samples' positions in the mini-batch; default: consecutive) keep every
+    sample's dropout mask as the unsplit batch would draw it. Raises NonFiniteLoss before any
+    update.
     """
     model, timer, step_number = ctx.model, ctx.timer, ctx.step + 1
     total = sum(len(b) for b in micro_batches)
+    if len(micro_batches) > 1:
+        if positions is None:
+            starts = [0, *itertools.accumulate(len(b) for b in micro_batches)]
+            positions = [torch.arange(a, b) for a, b in itertools.pairwise(starts)]
+        plan_dropout(model, total, [ctx.device.upload(p) for p in positions])
     with timer.enclosing("mlp"):
         losses = []
         for b in micro_batches:

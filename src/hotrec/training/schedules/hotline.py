@@ -48,6 +48,7 @@ class HotlinePrepared(Prepared):
     ready: Event | None = None  # the side-stream copy of `values` (None: host memory)
     micro: list[Batch] = field(default_factory=list)  # popular, then non-popular (non-empty)
     plans: list[LookupPlan] = field(default_factory=list)  # one per micro-batch
+    positions: list[torch.Tensor] = field(default_factory=list)  # each one's samples in batch
 
     def select(self, keep: torch.Tensor) -> HotlinePrepared:
         """Restricted to `keep`; cold rows and their values stay as gathered (a superset)."""
@@ -57,14 +58,15 @@ class HotlinePrepared(Prepared):
 
 def split_micro(item: HotlinePrepared) -> HotlinePrepared:
     """The popular and non-popular micro-batches of an item and the plan of each forward."""
-    micro, plans = [], []
+    micro, plans, positions = [], [], []
     for part in (item.popular, ~item.popular):
         if not bool(part.any()):
             continue
         micro.append(select(item.batch, part))
         rows, slots = item.ids[part].reshape(-1), item.slots[part].reshape(-1)
         plans.append(plan_lookups(rows, slots, item.cold_rows))
-    item.micro, item.plans = micro, plans
+        positions.append(torch.nonzero(part).squeeze(1))
+    item.micro, item.plans, item.positions = micro, plans, positions
     return item
 
 
@@ -122,7 +124,7 @@ class Hotline(Schedule):
             micro = [batch_to_device(t.device, b) for b in item.micro]
         for plan in item.plans:
             self.routed.expect(plan)
-        loss = train_step(t, micro)
+        loss = train_step(t, micro, item.positions)
         self.seq += 1  # after this step's host writes: a gather reading seq sees them
         if len(item.cold_rows):
             self.log.append((self.seq, item.cold_rows))
