@@ -56,3 +56,22 @@ def test_reads_a_real_dataset_directory(toy_dataset):
     assert isinstance(train.dense, np.memmap)
     batch = next(iter(BatchLoader(train, batch_size=64)))
     assert batch.sparse.shape == (64, ds.schema.num_tables)
+
+
+def test_prefetch_threads_run_torch_on_one_thread_and_leave_the_caller_alone():
+    import threading
+
+    import torch
+
+    from hotrec.data.loader import prefetched
+    from hotrec.threads import _runtime
+
+    main_threads = torch.get_num_threads()
+    seen = list(prefetched(lambda _: torch.get_num_threads(), range(3), depth=2))
+    assert seen == ([1, 1, 1] if _runtime() is not None else [main_threads] * 3)
+    assert torch.get_num_threads() == main_threads  # per thread: the caller keeps its team
+    other = []
+    t = threading.Thread(target=lambda: other.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert other == [main_threads]  # a plain thread is untouched too

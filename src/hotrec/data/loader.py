@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from hotrec.data.format import SplitArrays
+from hotrec.threads import one_openmp_thread
 from hotrec.types import Batch
 
 
@@ -112,6 +113,7 @@ def _threaded(fn, items: Iterable, depth: int) -> Iterator:
     stop = threading.Event()
 
     def worker() -> None:
+        one_openmp_thread()  # beside the training step, not competing with its thread team
         try:
             for x in items:
                 if stop.is_set():
