@@ -82,6 +82,8 @@ class PlacementConfig:
         0  # fae: hot batches per run, cold in proportion (0 = all cold, then all hot)
     )
     lookahead: int = 2  # hotline: upcoming batches whose cold rows are gathered ahead
+    hotline_split: str = "auto"  # hotline: split | fused | auto (fused when the device is the
+    # CPU, where no copy is there to overlap: one forward of the whole batch, routed by plan)
     reprofile_every: int = 0  # fae/hotline: re-count popularity every N steps, move rows (0 = off)
     slipstream: bool = False  # fae/hotline: skip hot inputs whose rows stopped changing
     slipstream_start: float = 0.2  # s: warm-up starts after this share of the epoch's hot batches
@@ -164,6 +166,7 @@ CHOICES = {
     "train.device": ("auto", "cpu", "cuda", "emulated"),
     "train.precision": ("fp32", "bf16"),
     "placement.slipstream_mode": ("skip", "freeze"),
+    "placement.hotline_split": ("auto", "split", "fused"),
 }
 _POSITIVE = (
     "data.batch_size",

@@ -30,7 +30,8 @@ def make(tmp_path, data, name, device, schedule, *extra):
         [f"data.path='{data}'", "data.batch_size=32", "optim.sparse='adagrad'",
          "optim.dense='adam'", "optim.dense_lr=0.01", "train.checkpoint_every=0",
          f"train.device='{device}'", f"placement.schedule='{schedule}'",
-         "placement.hot_budget='1KiB'", "train.deterministic=true", *extra],
+         "placement.hot_budget='1KiB'", "train.deterministic=true",
+         "placement.hotline_split='split'", *extra],
     )  # fmt: skip
     return start_run(cfg, tmp_path / name)
 
@@ -204,7 +205,8 @@ def test_the_cli_trains_every_schedule_on_the_emulated_device_like_the_cpu(
     for device in ("cpu", "emulated"):
         run = tmp_path / device
         argv = ["train", "--data", str(data), "--preset", "tiny", "--schedule", schedule,
-                "--device", device, "--hot-budget", "1KiB", "--run-dir", str(run)]  # fmt: skip
+                "--device", device, "--hot-budget", "1KiB", "--run-dir", str(run),
+                "--set", "placement.hotline_split='split'"]  # fmt: skip
         assert main(argv) == 0
         aucs[device] = json.loads((run / "result.json").read_text())["val"]["auc"]
     assert aucs["emulated"] == aucs["cpu"]

@@ -81,6 +81,7 @@ def test_device_only_and_hotline_equal_baseline(tmp_path, data, sparse, dense, d
         if name == "hotline":
             stats = t.schedule.stats()
             assert 0.0 < stats["hot_input_share"] < 1.0  # both micro-batches exercised
+            assert stats["micro_batches"] == ("fused" if device == "cpu" else "split")
             if t.schedule.lookahead == 4:
                 assert stats["patched_rows"] > 0  # the read-after-write hazard happened
 
@@ -191,7 +192,8 @@ def test_reprofiling_moves_rows_and_stays_exact(tmp_path, data, sparse, dense):
     assert_same(params(fae), params(base2))
 
 
-DROPOUT = ["model.interaction='masked_transformer'", "model.dropout=0.3", "model.num_heads=2"]
+DROPOUT = ["model.interaction='masked_transformer'", "model.dropout=0.3", "model.num_heads=2",
+           "placement.hotline_split='split'"]  # fmt: skip
 
 
 def test_hotline_equals_baseline_with_dropout(tmp_path, data):

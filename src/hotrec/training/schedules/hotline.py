@@ -50,6 +50,8 @@ class HotlinePrepared(Prepared):
     plans: list[LookupPlan] = field(default_factory=list)  # one per micro-batch
     positions: list[torch.Tensor] = field(default_factory=list)  # each one's samples in batch
 
+    fused: bool = False  # one forward of the whole batch, in batch order (no split)
+
     def select(self, keep: torch.Tensor) -> HotlinePrepared:
         """Restricted to `keep`; cold rows and their values stay as gathered (a superset)."""
         base = super().select(keep)
@@ -57,7 +59,13 @@ class HotlinePrepared(Prepared):
 
 
 def split_micro(item: HotlinePrepared) -> HotlinePrepared:
-    """The popular and non-popular micro-batches of an item and the plan of each forward."""
+    """The popular and non-popular micro-batches of an item and the plan of each forward;
+    fused: the whole batch as one forward, each lookup routed by the plan."""
+    if item.fused:
+        rows, slots = item.ids.reshape(-1), item.slots.reshape(-1)
+        item.micro, item.plans = [item.batch], [plan_lookups(rows, slots, item.cold_rows)]
+        item.positions = [torch.arange(len(item.batch))]
+        return item
     micro, plans, positions = [], [], []
     for part in (item.popular, ~item.popular):
         if not bool(part.any()):
@@ -84,6 +92,8 @@ class Hotline(Schedule):
         self.side = None if ctx.device.is_host else ctx.device.side_stream()
         self.popular_samples = self.samples = self.patched_rows = self.regathered = 0
         self.reprofiler = Reprofiler(ctx.placement.reprofile_every, self.hotset.capacity)
+        split = ctx.placement.hotline_split
+        self.fused = split == "fused" or (split == "auto" and ctx.device.is_host)
 
     def batches(
         self, epoch: int, start: int = 0, prepare: Callable[[Batch], Prepared] | None = None
@@ -103,6 +113,7 @@ class Hotline(Schedule):
         item = HotlinePrepared(
             batch, ids, slots, generation, True, (slots >= 0).all(dim=1), cold_rows, values, seq
         )
+        item.fused = self.fused
         if self.side is not None:  # staged in pinned memory, copied on the side stream
             dev = self.ctx.device
             with dev.stream(self.side):
@@ -172,4 +183,5 @@ class Hotline(Schedule):
             self.popular_samples / max(self.samples, 1),
             patched_rows=self.patched_rows,
             lookahead=self.lookahead,
+            micro_batches="fused" if self.fused else "split",
         )
