@@ -159,6 +159,12 @@ class Device:
         self.wait(ready)
         return moved
 
+    def beside(self, index: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Host `index` in the memory `t` lives in: uploaded when `t` is in device memory."""
+        if self.is_host or not self.is_device_tensor(t):
+            return index
+        return self.upload(index)
+
     # -- streams and events -----------------------------------------------------------------
     def side_stream(self) -> Stream:
         return Stream("side")

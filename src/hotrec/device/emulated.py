@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import collections
 import os
-import queue
 import threading
-import time
 import weakref
 
 import torch
@@ -42,6 +40,13 @@ from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
 from hotrec.device.base import Device, Event, Stream
+from hotrec.device.copy_engine import (  # noqa: F401 (DeviceError: part of this module's API)
+    CopyEngine,
+    DeviceError,
+    EmulatedEvent,
+    poison,
+    same_bytes,
+)
 
 aten = torch.ops.aten
 _META = torch.device("meta")
@@ -63,10 +68,6 @@ _SYNC_OPS = {
 }
 # Ops that sync only when one of their indices is a mask (its count of True sizes the result).
 _MASK_INDEX_OPS = {aten.index, aten.index_put, aten.index_put_, aten._index_put_impl_}
-
-
-class DeviceError(RuntimeError):
-    """Code that would fail, or silently misbehave, on a CUDA device."""
 
 
 class DeviceTensor(torch.Tensor):
@@ -134,41 +135,6 @@ def _unwrap(x):
     return x.inner if isinstance(x, DeviceTensor) else x
 
 
-def _poison(shape, dtype: torch.dtype) -> torch.Tensor:
-    """What memory holds before a copy into it ran: NaN, or the dtype's max (True for bool)."""
-    if dtype == torch.bool:
-        return torch.ones(shape, dtype=dtype)
-    if dtype.is_floating_point or dtype.is_complex:
-        return torch.full(shape, float("nan"), dtype=dtype)
-    return torch.full(shape, torch.iinfo(dtype).max, dtype=dtype)
-
-
-def _same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Bitwise equality (NaN equals NaN)."""
-    a, b = a.contiguous().reshape(-1), b.contiguous().reshape(-1)
-    return torch.equal(a.view(torch.uint8), b.view(torch.uint8))
-
-
-class EmulatedEvent(Event):
-    """An event that completes when the copy engine ran its copy; may carry a DeviceError.
-
-    The copied data reaches its destination only when a consumer waits on the event (`wait` /
-    `host_wait`), or on a later event of the same stream (stream order): a consumer that
-    forgets to wait reads NaN whatever the timing, where CUDA would race."""
-
-    def __init__(self, complete: bool = False) -> None:
-        super().__init__()
-        self.flag = threading.Event()
-        self.error: DeviceError | None = None
-        self.publish = None  # writes the copied data into the destination
-        self.stream: Stream | None = None
-        if complete:
-            self.flag.set()
-
-    def done(self) -> bool:
-        return self.flag.is_set()
-
-
 class EmulatedDevice(Device):
     """The CPU made as strict as CUDA; see the module docstring."""
 
@@ -183,9 +149,7 @@ class EmulatedDevice(Device):
         self.latency_s = latency_s
         self._lock = threading.Lock()
         self._pinned: dict[int, weakref.ref] = {}
-        self._unpublished: dict[Stream, list[EmulatedEvent]] = {}  # per stream, in order
-        self._jobs: queue.Queue = queue.Queue()
-        self._engine: threading.Thread | None = None
+        self._engine = CopyEngine(self.bandwidth, latency_s)
         self.reset_counters()
 
     @property
@@ -349,21 +313,7 @@ class EmulatedDevice(Device):
 
     def wait(self, event: Event | None) -> None:
         if isinstance(event, EmulatedEvent):
-            event.flag.wait()
-            if event.error is not None:
-                raise event.error
-            # Stream order: the event's completion implies every earlier copy on its stream.
-            with self._lock:
-                pending = self._unpublished.get(event.stream, [])
-                n = pending.index(event) + 1 if event in pending else 0
-                ready, pending[:n] = pending[:n], []
-            for e in ready:
-                e.flag.wait()
-                if e.error is not None:
-                    raise e.error
-                if e.publish is not None:
-                    e.publish()
-                    e.publish = None
+            self._engine.publish_until(event)
 
     def host_wait(self, event: Event | None) -> None:
         if event is not None:
@@ -375,7 +325,7 @@ class EmulatedDevice(Device):
 
     def synchronize(self) -> None:
         self.count_sync("synchronize")
-        self._jobs.join()
+        self._engine.join()
 
     # -- async copies -----------------------------------------------------------------------
     def copy_to_device_async(self, src: torch.Tensor) -> tuple[torch.Tensor, Event]:
@@ -384,11 +334,11 @@ class EmulatedDevice(Device):
                 "copy_to_device_async: async copy from pageable memory: "
                 "CUDA would stage it synchronously (allocate the source with pinned/stage)"
             )
-        dst = DeviceTensor(_poison(src.shape, src.dtype), self)
+        dst = DeviceTensor(poison(src.shape, src.dtype), self)
         snapshot = src.clone()
 
         def run(event: EmulatedEvent) -> None:
-            if not _same_bytes(src, snapshot):
+            if not same_bytes(src, snapshot):
                 event.error = DeviceError(
                     "copy_to_device_async: source of an async copy changed before the copy "
                     "ran (host write-after-read hazard)"
@@ -419,7 +369,7 @@ class EmulatedDevice(Device):
                 f"!= source shape {tuple(src.shape)}"
             )
         snapshot = src.inner.clone()  # stream order: the copy sees src as it is now
-        dst.copy_(_poison(dst.shape, dst.dtype))
+        dst.copy_(poison(dst.shape, dst.dtype))
 
         def run(event: EmulatedEvent) -> None:
             event.publish = lambda: dst.copy_(snapshot)
@@ -427,26 +377,4 @@ class EmulatedDevice(Device):
         return dst, self._enqueue(run, snapshot.nbytes)
 
     def _enqueue(self, run, nbytes: int) -> EmulatedEvent:
-        event = EmulatedEvent()
-        event.stream = self.current_stream
-        with self._lock:
-            self._unpublished.setdefault(event.stream, []).append(event)
-            if self._engine is None:
-                self._engine = threading.Thread(
-                    target=self._copy_engine, name="hotrec-emulated-copy-engine", daemon=True
-                )
-                self._engine.start()
-        self._jobs.put((run, event, self.latency_s + nbytes / self.bandwidth))
-        return event
-
-    def _copy_engine(self) -> None:
-        while True:
-            run, event, delay = self._jobs.get()
-            try:
-                time.sleep(delay)
-                run(event)
-            except Exception as exc:  # a failed copy fails its event, not the engine
-                event.error = DeviceError(f"async copy failed: {exc}")
-            finally:
-                event.flag.set()
-                self._jobs.task_done()
+        return self._engine.enqueue(run, nbytes, self.current_stream)

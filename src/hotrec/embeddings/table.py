@@ -134,9 +134,8 @@ class TableEmbedding(nn.Module):
 
     def _beside(self, index: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Host `index` in the memory `t` lives in (the store's device or the output's)."""
-        if t.device == index.device:
-            return index
-        return (self.home or self.out_device).upload(index)
+        device = self.home or self.out_device
+        return index if device is None else device.beside(index, t)
 
     def zero_grad_pending(self) -> None:
         """Forget lookups whose gradients will never be applied (e.g. after a failed step)."""

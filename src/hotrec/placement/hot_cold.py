@@ -69,7 +69,7 @@ class DeviceReplica:
         state = None
         if self.state is not None:
             state, ready = dev.copy_to_host_async(self.state)
-        dev.host_wait(ready if not dev.is_host else None)
+        dev.host_wait(ready)
         self.store.weight.index_copy_(0, self.rows, weight)
         if state is not None:
             self.store.opt_state.index_copy_(0, self.rows, state)
@@ -282,8 +282,7 @@ class RoutedEmbedding(nn.Module):
         keep = self.update_filter(rows, grads) if self.update_filter else None
         if keep is None:
             return target, grads
-        at = self.device.upload(keep) if self.device.is_device_tensor(grads) else keep
-        return target.index_select(0, keep), grads.index_select(0, at)
+        return target.index_select(0, keep), grads.index_select(0, self.device.beside(keep, grads))
 
     def zero_grad_pending(self) -> None:
         self._pending.clear()

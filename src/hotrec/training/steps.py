@@ -39,7 +39,7 @@ def read_after_backward(device, loss: torch.Tensor, embeddings) -> float:
     if begin is not None:
         begin()
     host_loss, ready = device.copy_to_host_async(loss.detach().float().reshape(1))
-    device.host_wait(ready if not device.is_host else None)
+    device.host_wait(ready)
     return float(host_loss[0])
 
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,7 +15,7 @@ import torch
 from hotrec.config import RunConfig, config_from_dict
 from hotrec.data.format import SPLITS, Dataset, open_dataset
 from hotrec.data.loader import BatchLoader
-from hotrec.device import Device, as_device, make_device
+from hotrec.device import Device, make_device
 from hotrec.embeddings.describe import describe, lookup_ms
 from hotrec.errors import HotrecError
 from hotrec.fileio import write_json_atomic
@@ -29,7 +26,8 @@ from hotrec.progress import make_progress
 from hotrec.training import runlog
 from hotrec.training.checkpoint import load_checkpoint, save_checkpoint
 from hotrec.training.context import StepContext
-from hotrec.training.metrics import binary_metrics
+from hotrec.training.evaluation import evaluate
+from hotrec.training.interrupts import stop_on_sigint
 from hotrec.training.optim import build_dense_optimizer
 from hotrec.training.schedules import check_schedule, make_schedule, order_options
 from hotrec.training.schedules.base import StepResult
@@ -62,48 +60,6 @@ def place_model(model: DLRM, device: Device) -> None:
         if name != "embeddings":
             device.place_module(child)
     model.embeddings.place(device)
-
-
-@torch.no_grad()
-def evaluate(
-    model: DLRM, loader: BatchLoader, device: Device | torch.device, precision: str = "fp32"
-) -> dict[str, float]:
-    """AUC / log loss / accuracy of `model` over every batch of `loader`."""
-    device = as_device(device)
-    was_training = model.training
-    model.eval()
-    logits, labels = [], []
-    for batch in loader.epoch(0):
-        with autocast(device, precision):
-            out = model(device.to_device(batch.dense), device.to_device(batch.sparse))
-        logits.append(device.to_host(out.float()))
-        labels.append(batch.label)
-    model.train(was_training)
-    if not logits:
-        return binary_metrics(torch.zeros(0), torch.zeros(0))
-    return binary_metrics(torch.cat(logits), torch.cat(labels))
-
-
-@contextmanager
-def stop_on_sigint():
-    """First Ctrl-C asks the loop to stop after the current step (with a checkpoint)."""
-    flag = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum, frame):
-        if flag.is_set():  # second Ctrl-C: stop now
-            signal.signal(signal.SIGINT, previous)
-            raise KeyboardInterrupt
-        flag.set()
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 class Trainer:

@@ -173,14 +173,9 @@ class Slipstream(Schedule):
         self.frozen_grads.index_add_(
             0,
             dev.upload(slots.index_select(0, where)),
-            grads.index_select(0, self._beside(where, grads)).to(self.frozen_grads.dtype),
+            grads.index_select(0, dev.beside(where, grads)).to(self.frozen_grads.dtype),
         )
         return torch.nonzero(~held).squeeze(1)
-
-    def _beside(self, index: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Host `index` moved to where `t` lives."""
-        dev = self.ctx.device
-        return dev.upload(index) if not dev.is_host and dev.is_device_tensor(t) else index
 
     def _freeze(self, stale: torch.Tensor) -> None:
         """Stop updating stale rows; remember the rows to measure live rows' next change."""
