@@ -227,3 +227,21 @@ def test_staging_buffers_are_reused_once_their_copy_finished(dev):
         moved, ready = dev.copy_to_device_async(dev.stage(torch.randn(8)))
         dev.host_wait(ready)
     assert dev.staging_allocations <= 3
+
+
+def test_a_readback_reuses_its_pinned_destination(dev):
+    from hotrec.device import Readback
+
+    back = Readback(dev)
+    first, ready = back.copy(dev.to_device(torch.arange(6.0)))
+    dev.host_wait(ready)
+    assert torch.equal(first, torch.arange(6.0)) and dev.is_pinned(first)
+    allocated = dev.staging_allocations
+    for n in (5, 8, 3, 8):  # within the first buffer's capacity: the same memory again
+        out, ready = back.copy(dev.to_device(torch.full((n,), float(n))))
+        dev.host_wait(ready)
+        assert torch.equal(out, torch.full((n,), float(n)))
+        assert out.untyped_storage().data_ptr() == first.untyped_storage().data_ptr()
+    assert dev.staging_allocations == allocated
+    back.copy(dev.to_device(torch.zeros(9)))  # larger: one new buffer
+    assert dev.staging_allocations == allocated + 1

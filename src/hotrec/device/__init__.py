@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from hotrec.device.base import Device, Event, HostDevice, Stream
+from hotrec.device.base import Device, Event, HostDevice, Readback, Stream
 from hotrec.errors import HotrecError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "emulated")
@@ -14,6 +14,7 @@ __all__ = [
     "Device",
     "Event",
     "HostDevice",
+    "Readback",
     "Stream",
     "as_device",
     "cuda_available",

@@ -10,6 +10,8 @@ Training code never calls `torch.cuda` or `.to(device)` itself; it asks a `Devic
   with `with device.stream(device.side_stream()):`);
 - `wait(event)`: the current stream waits for the event (no host block); `host_wait(event)`:
   the host blocks until it completed (a synchronization);
+- `Readback(device)`: one call site's reused pinned destination of asynchronous
+  device-to-host copies (`readback.copy(src)` -> (host tensor, Event));
 - `keep_alive(t, stream)`: a tensor allocated on one stream is used on another;
 - `record_event()` / `elapsed_ms(a, b)`: timing events, read once per log interval;
 - `synchronize()`, `syncs` (device-to-host synchronizations counted so far, where the device
@@ -54,6 +56,32 @@ class Event:
         return True
 
 
+class Readback:
+    """A reused pinned destination for one call site's asynchronous device-to-host copies.
+
+    Its owner has finished reading the previous result before it starts the next copy (a
+    training step applies its gradients before the next step copies any back), so one
+    buffer, grown to the largest size seen (in powers of 2), serves every step: page-locked
+    allocations are slow, and a fresh one per step would cost more than the copy."""
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+        self.buffer: torch.Tensor | None = None
+
+    def copy(self, src: torch.Tensor) -> tuple[torch.Tensor, Event]:
+        """Start copying device `src` into the buffer; read it after `host_wait(event)`."""
+        dev = self.device
+        if dev.is_host or not dev.is_device_tensor(src):
+            return src, Event()
+        buf = self.buffer
+        if buf is None or buf.dtype != src.dtype or buf.numel() < src.numel():
+            with torch.inference_mode(False):
+                size = 1 << max(src.numel() - 1, 0).bit_length()
+                buf = self.buffer = dev.pinned((max(1, size),), src.dtype)
+            dev.staging_allocations += 1
+        return dev.copy_to_host_async(src, buf[: src.numel()].view(src.shape))
+
+
 class Device:
     """Interface of a training device; see the module docstring."""
 
@@ -66,8 +94,10 @@ class Device:
         self._local = threading.local()  # the current stream is per thread, as in CUDA
         self._pool: list[list] = []  # [pinned staging buffer, event of its last reader]
         self._pool_lock = threading.Lock()
-        self.staging_allocations = 0  # pinned buffers allocated so far
+        self.staging_allocations = 0  # pooled staging and readback buffers allocated so far
+        self.pinned_allocations = 0  # page-locked allocations of any kind (where counted)
         self.syncs = 0  # device-to-host synchronizations seen (where counted)
+        self.scalars = Readback(self)  # the loss read of every step
 
     # -- placement --------------------------------------------------------------------------
     @property

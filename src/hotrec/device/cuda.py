@@ -37,6 +37,7 @@ class CudaDevice(Device):
         return torch.zeros(*shape, dtype=dtype, device=self._device)
 
     def pinned(self, shape, dtype: torch.dtype) -> torch.Tensor:
+        self.pinned_allocations += 1
         return torch.empty(shape, dtype=dtype, pin_memory=True)
 
     def is_pinned(self, t: torch.Tensor) -> bool:

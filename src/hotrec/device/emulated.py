@@ -280,6 +280,7 @@ class EmulatedDevice(Device):
     # -- pinned staging ---------------------------------------------------------------------
     def pinned(self, shape, dtype: torch.dtype) -> torch.Tensor:
         t = torch.empty(shape, dtype=dtype)
+        self.pinned_allocations += 1
         storage = t.untyped_storage()  # one Python object per storage, alive while it is
         ptr = storage.data_ptr()
 

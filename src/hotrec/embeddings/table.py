@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from hotrec.device import Device, as_device
+from hotrec.device import Device, Readback, as_device
 from hotrec.embeddings.keys import keys_of
 from hotrec.embeddings.store import EmbeddingStore
 
@@ -44,6 +44,7 @@ class TableEmbedding(nn.Module):
         self._expected: deque[torch.Tensor] = deque()
         self._host_grads: list | None = None  # (host rows, grads) after begin_step
         self._host_event = None
+        self._grads_back: Readback | None = None  # the gradients' pinned destination
         self.update_filter: Callable[[torch.Tensor, torch.Tensor], torch.Tensor | None] | None
         self.update_filter = None
 
@@ -67,6 +68,7 @@ class TableEmbedding(nn.Module):
     def place(self, device) -> None:
         """Rows stay where the store is (host); looked-up rows are copied to `device`."""
         self.out_device = as_device(device)
+        self._grads_back = Readback(self.out_device)
 
     def move_store(self, device: Device) -> None:
         """The store (rows and optimizer state) into `device` memory; lookups stay there.
@@ -110,7 +112,7 @@ class TableEmbedding(nn.Module):
         grads = torch.cat([g.reshape(r.shape[0], -1) for r, g in done])
         dev = self.out_device
         if self.home is None and dev is not None and not dev.is_host:
-            grads, self._host_event = dev.copy_to_host_async(grads)
+            grads, self._host_event = self._grads_back.copy(grads)
         self._host_grads = [(rows, grads)]
         return self._host_event
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hotrec.device import as_device
+from hotrec.device import Readback, as_device
 from hotrec.embeddings.keys import keys_of
 from hotrec.embeddings.store import EmbeddingStore, apply_from_host_rows
 
@@ -47,6 +47,7 @@ class DeviceReplica:
         adagrad = store.optimizer == "adagrad"
         self.state = self.device.zeros(n) if adagrad else None
         self.traffic = Traffic()
+        self._back = (Readback(self.device), Readback(self.device))  # push's weights, state
 
     @property
     def nbytes(self) -> int:
@@ -64,12 +65,11 @@ class DeviceReplica:
 
     def push(self) -> None:
         """Replica rows and optimizer state -> host: both copies queued, one host wait."""
-        dev = self.device
-        weight, ready = dev.copy_to_host_async(self.weight)
+        weight, ready = self._back[0].copy(self.weight)
         state = None
         if self.state is not None:
-            state, ready = dev.copy_to_host_async(self.state)
-        dev.host_wait(ready)
+            state, ready = self._back[1].copy(self.state)
+        self.device.host_wait(ready)
         self.store.weight.index_copy_(0, self.rows, weight)
         if state is not None:
             self.store.opt_state.index_copy_(0, self.rows, state)
@@ -145,6 +145,7 @@ class RoutedEmbedding(nn.Module):
         self._expected: deque[LookupPlan] = deque()
         self._pending: list[tuple[str, LookupPlan, torch.Tensor]] = []
         self._begun: tuple | None = None  # (device part, host part, event) after begin_step
+        self._grads_back = Readback(self.device)
 
     @property
     def num_features(self) -> int:
@@ -254,7 +255,7 @@ class RoutedEmbedding(nn.Module):
             grads = torch.cat(host_grads)
             self.traffic.d2h_bytes += grads.numel() * grads.element_size()
             if not dev.is_host:
-                grads, event = dev.copy_to_host_async(grads)
+                grads, event = self._grads_back.copy(grads)
             host_part = (torch.cat(host_rows), grads)
         self._begun = (device_part, host_part, event)
         return event

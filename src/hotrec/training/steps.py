@@ -38,7 +38,7 @@ def read_after_backward(device, loss: torch.Tensor, embeddings) -> float:
     begin = getattr(embeddings, "begin_step", None)
     if begin is not None:
         begin()
-    host_loss, ready = device.copy_to_host_async(loss.detach().float().reshape(1))
+    host_loss, ready = device.scalars.copy(loss.detach().float().reshape(1))
     device.host_wait(ready)
     return float(host_loss[0])
 

@@ -47,7 +47,7 @@ class Prepared:
     ids: torch.Tensor | None  # int64 [B, K] global rows (None: a representation without rows)
     slots: torch.Tensor | None = None  # int64 [B, K] hot-set slot of each lookup, -1 = cold
     generation: int = 0  # the hot set the slots were computed with (changes at a re-profile)
-    trains_hot: bool = True  # updates hot rows (fae's cold batches: not on the device side)
+    trains_hot: bool = True  # a batch of the hot stream (fae: False for its cold batches)
 
     def __len__(self) -> int:
         return len(self.batch)

@@ -92,15 +92,14 @@ class Reprofiler:
         order = np.lexsort((rows.numpy(), -counts.numpy()))[: self.capacity]
         return np.sort(rows.numpy()[order])
 
-    def swap(self, routed: RoutedEmbedding, push: bool = True) -> bool:
-        """Replace the hot set by the window's; False when it did not change. push=False when
-        the host rows are already the current copy (fae between cold batches)."""
+    def swap(self, routed: RoutedEmbedding) -> bool:
+        """Replace the hot set by the window's (the replica's rows pushed to the host first);
+        False when it did not change."""
         new_rows = self.hot_rows()
         old = routed.replica
         if np.array_equal(new_rows, old.rows.numpy()):
             return False
-        if push:
-            old.push()
+        old.push()
         replica = DeviceReplica(old.store, new_rows, old.device)
         replica.traffic = old.traffic
         replica.pull()
