@@ -25,6 +25,7 @@ def test_overrides_are_typed():
         ("bogus.x=1", "unknown config section"),
         ("train.epochs=two", "train.epochs must be int"),
         ("noequals", "section.key=value"),
+        ("placement.lookahead=-2", "placement.lookahead must be >= 0, or -1 for auto"),
     ],
 )
 def test_bad_overrides_are_one_line_errors(override, message):

@@ -81,7 +81,9 @@ class PlacementConfig:
     fae_run_length: int = (
         0  # fae: hot batches per run, cold in proportion (0 = all cold, then all hot)
     )
-    lookahead: int = 2  # hotline: upcoming batches whose cold rows are gathered ahead
+    lookahead: int = -1  # hotline: upcoming batches a worker prepares and gathers ahead
+    # (0 = inline; -1 = auto: 2 on a device with its own memory, 0 on the CPU, where no copy
+    # is there to hide and a worker only competes with the step's thread team)
     hotline_split: str = "auto"  # hotline: split | fused | auto (fused when the device is the
     # CPU, where no copy is there to overlap: one forward of the whole batch, routed by plan)
     reprofile_every: int = 0  # fae/hotline: re-count popularity every N steps, move rows (0 = off)
@@ -195,7 +197,6 @@ _NON_NEGATIVE = (
     "train.checkpoint_every",
     "train.threads",
     "placement.fae_run_length",
-    "placement.lookahead",
     "placement.reprofile_every",
 )
 
@@ -216,6 +217,10 @@ def validate(cfg: RunConfig) -> None:
     for name in _NON_NEGATIVE:
         if get(name) < 0:
             raise HotrecError(f"{name} must be >= 0, got {get(name)!r}")
+    if cfg.placement.lookahead < -1:
+        raise HotrecError(
+            f"placement.lookahead must be >= 0, or -1 for auto, got {cfg.placement.lookahead}"
+        )
     m = cfg.model
     if not 0 <= m.dropout < 1:
         raise HotrecError(f"model.dropout must be in [0, 1), got {m.dropout}")

@@ -70,6 +70,7 @@ def test_device_only_and_hotline_equal_baseline(tmp_path, data, sparse, dense, d
     assert base.state.step > 150
     for name, extra in [
         ("device_only", []),
+        ("hotline", []),  # auto: inline on the CPU, 2 ahead on the emulated device
         ("hotline", ["placement.lookahead=1"]),
         ("hotline", ["placement.lookahead=4"]),
     ]:
@@ -82,6 +83,8 @@ def test_device_only_and_hotline_equal_baseline(tmp_path, data, sparse, dense, d
             stats = t.schedule.stats()
             assert 0.0 < stats["hot_input_share"] < 1.0  # both micro-batches exercised
             assert stats["micro_batches"] == ("fused" if device == "cpu" else "split")
+            if not extra:
+                assert stats["lookahead"] == (0 if device == "cpu" else 2)
             if t.schedule.lookahead == 4:
                 assert stats["patched_rows"] > 0  # the read-after-write hazard happened
 

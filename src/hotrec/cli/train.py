@@ -142,7 +142,12 @@ def add_shortcuts(p: argparse.ArgumentParser) -> None:
         type=int,
         help="fae: hot batches per run, cold ones in proportion (0 = all cold, then all hot)",
     )
-    p.add_argument("--lookahead", type=int, help="hotline: batches gathered ahead (default 2)")
+    p.add_argument(
+        "--lookahead",
+        type=int,
+        help="hotline: batches a worker prepares and gathers ahead (0: inline; default -1, "
+        "auto: 2 on a GPU, 0 on the CPU, where there is no copy to hide)",
+    )
     over = " or ".join(name for name, e in SCHEDULES.items() if e.slipstream)
     s = p.add_argument_group(f"slipstream (over --schedule {over})")
     s.add_argument(

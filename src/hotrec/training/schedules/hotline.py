@@ -1,22 +1,23 @@
 """hotline: popular / non-popular micro-batches with a look-ahead gather (Adnan et al., ISCA 2024).
 
 Every mini-batch is split by "all lookups hot" into a popular and a non-popular micro-batch.
-A worker thread runs `lookahead` batches ahead: it prepares each upcoming batch (global rows,
-slots, the split, the lookup plans) and gathers its unique cold rows from host memory (into
-pinned memory, copied to the GPU on a side stream when there is one) while the device
-computes. Both micro-batches form one optimizer step with the mean loss of the whole
+A worker thread runs `lookahead` batches ahead: it prepares each upcoming batch (global
+rows, slots, the split, the lookup plans) and gathers its unique cold rows from host memory
+(into pinned memory, copied to the GPU on a side stream when there is one) while the device
+computes. On the CPU the same work runs inline by default: there is no copy to hide, and a
+worker would only compete with the step's thread team. Both micro-batches form one optimizer step with the mean loss of the whole
 mini-batch, so the math equals the baseline's.
 
 Read-after-write hazard: a prefetched batch may hold cold rows that a later-finished step
-updated on host. Every step logs the cold rows it updated under a sequence number (the log
-lives here); before a prefetched batch runs, the rows updated after its gather are gathered
-again (patched).
+updated on host. Steps are numbered (`seq`) and every host row keeps the number of the step
+that last wrote it (int32 [R], 4 bytes per row, kept here); before a prefetched batch runs,
+the rows written after its gather are gathered again (patched): one index_select and a
+comparison, not a set intersection.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -35,6 +36,8 @@ from hotrec.training.schedules.placed import (
 )
 from hotrec.training.steps import batch_to_device, select, train_step
 from hotrec.types import Batch
+
+AUTO_LOOKAHEAD = 2  # batches gathered ahead on a device with its own memory
 
 
 @dataclass
@@ -85,12 +88,13 @@ class Hotline(Schedule):
         super().attach(ctx)
         self.hotset = obtain_hotset(ctx)
         self.routed = install_routing(ctx, self.hotset)
-        self.lookahead = max(1, ctx.placement.lookahead)
+        ahead = ctx.placement.lookahead  # -1: auto
+        self.lookahead = ahead if ahead >= 0 else 0 if ctx.device.is_host else AUTO_LOOKAHEAD
         self.store = self.routed.store
         self.seq = 0
-        self.log: deque[tuple[int, torch.Tensor]] = deque(maxlen=self.lookahead + 8)
+        self.written = torch.zeros(self.store.num_rows, dtype=torch.int32)  # seq of last write
         self.side = None if ctx.device.is_host else ctx.device.side_stream()
-        self.popular_samples = self.samples = self.patched_rows = self.regathered = 0
+        self.popular_samples = self.samples = self.patched_rows = 0
         self.reprofiler = Reprofiler(ctx.placement.reprofile_every, self.hotset.capacity)
         split = ctx.placement.hotline_split
         self.fused = split == "fused" or (split == "auto" and ctx.device.is_host)
@@ -137,8 +141,7 @@ class Hotline(Schedule):
             self.routed.expect(plan)
         loss = train_step(t, micro, item.positions)
         self.seq += 1  # after this step's host writes: a gather reading seq sees them
-        if len(item.cold_rows):
-            self.log.append((self.seq, item.cold_rows))
+        self.written.index_fill_(0, item.cold_rows, self.seq)
         self.routed.prefetched = None
         self.reprofiler.record(item.ids)
         if self.reprofiler.due(t.step + 1):
@@ -150,22 +153,15 @@ class Hotline(Schedule):
 
     def _patch(self, item: HotlinePrepared) -> None:
         """Re-gather the prefetched rows that steps finished after the gather have changed."""
-        newer = [rows for s, rows in self.log if s > item.seq]
-        if not newer:
+        if item.seq == self.seq or not len(item.cold_rows):
             return
-        missing = self.log[0][0] > item.seq + 1  # log too short to know: take everything again
-        stale = (
-            torch.ones_like(item.cold_rows, dtype=torch.bool)
-            if missing
-            else torch.isin(item.cold_rows, torch.cat(newer))
-        )
-        if stale.any():
-            where = torch.nonzero(stale).squeeze(1)  # host positions, no mask on the device
+        where = torch.nonzero(self.written.index_select(0, item.cold_rows) > item.seq)
+        if len(where):
+            where = where.squeeze(1)  # host positions, no mask on the device
             fresh = self.store.gather(item.cold_rows.index_select(0, where))
             dev = self.ctx.device
             item.values.index_copy_(0, dev.upload(where), dev.upload(fresh))
-            self.patched_rows += int(stale.sum())
-            self.regathered += int(missing)
+            self.patched_rows += len(where)
 
     def sync(self) -> None:
         with self.ctx.timer.section("sync"):
