@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 DEMO_DATA ?= data/demo-kaggle
+DEVICE ?= cuda
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench gpu-check lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -42,6 +43,11 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/representations.py --rows 2000000
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/serving.py --target-ms 50 --name serving_cpu_target50
+
+# On a GPU machine: the CUDA tests and the GPU benchmarks, results in benchmarks/results/*_gpu.*
+# DEVICE=emulated: the same steps at CI size on the CPU (results under benchmarks/work).
+gpu-check: $(DEV_STAMP) $(BENCH_STAMP)
+	$(BIN)/python benchmarks/gpu_check.py --device $(DEVICE)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks

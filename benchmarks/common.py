@@ -104,8 +104,9 @@ def training_args(doc: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--device",
         default="cuda" if torch.cuda.is_available() else "cpu",
-        choices=("cpu", "cuda"),
-        help="where the networks run (default: cuda when present, else cpu)",
+        choices=("cpu", "cuda", "emulated"),
+        help="where the networks run (default: cuda when present, else cpu; emulated: the CPU "
+        "made as strict as CUDA, for a CI-sized run of the GPU check)",
     )
     p.add_argument("--workdir", type=Path, default=Path("benchmarks/work"))
     p.add_argument("--out", type=Path, default=RESULTS)

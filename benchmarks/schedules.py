@@ -15,9 +15,16 @@ from pathlib import Path
 
 from common import command_line, kaggle_like_dataset, machine, ratio_summary, save, training_args
 from hotrec.config import load_config
+from hotrec.placement.popularity import parse_bytes
 from hotrec.training.trainer import start_run
 
 SCHEDULES = ("baseline", "device_only", "fae", "hotline")
+
+
+def variant(name: str) -> list[str]:
+    """Config overrides of a variant: a schedule, with "+slipstream" the filter over it."""
+    schedule, _, extra = name.partition("+")
+    return [f"placement.schedule={schedule!r}"] + (["placement.slipstream=true"] if extra else [])
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -29,10 +36,13 @@ def run(args: argparse.Namespace) -> dict:
         f"placement.hot_budget={args.hot_budget!r}",
         f"train.precision={args.precision!r}",
     ]
-    runs: dict[str, list[dict]] = {s: [] for s in SCHEDULES}
+    variants = list(SCHEDULES)
+    if args.slipstream:
+        variants += [f"{s}+slipstream" for s in SCHEDULES]
+    runs: dict[str, list[dict]] = {s: [] for s in variants}
     for r in range(args.rounds):
-        for s in SCHEDULES if r % 2 == 0 else SCHEDULES[::-1]:  # interleaved, order alternating
-            cfg = load_config("criteo-kaggle", common + [f"placement.schedule={s!r}"])
+        for s in variants if r % 2 == 0 else variants[::-1]:  # interleaved, order alternating
+            cfg = load_config("criteo-kaggle", common + variant(s))
             trainer = start_run(cfg, args.workdir / f"run-sched-{s}", overwrite=True)
             res = trainer.fit()
             runs[s].append(
@@ -64,16 +74,16 @@ def run(args: argparse.Namespace) -> dict:
             "hot_input_share": rs[-1]["placement"].get("hot_input_share"),
             "time_split_s": rs[-1]["time_split_s"],
         }
-    for s in SCHEDULES:  # what a CUDA device would wait for, counted on the emulated device
+    for s in variants:  # what a CUDA device would wait for, counted on the emulated device
         if args.sync_steps:
-            cfg = load_config("criteo-kaggle", common[:1] + common[2:] + [
-                f"placement.schedule={s!r}", "train.device='emulated'", "train.precision='fp32'",
+            cfg = load_config("criteo-kaggle", common[:1] + common[2:] + variant(s) + [
+                "train.device='emulated'", "train.precision='fp32'",
                 f"train.max_steps={args.sync_steps}"])  # fmt: skip
             res = start_run(cfg, args.workdir / f"run-sync-{s}", overwrite=True).fit()
             summary[s]["emulated_syncs_per_step"] = res["syncs_per_step"]
             print(f"{s}: {res['syncs_per_step']}")
     base = summary["baseline"]
-    for s in SCHEDULES:
+    for s in variants:
         summary[s]["speed_vs_baseline"] = round(
             summary[s]["samples_per_s"] / base["samples_per_s"], 3
         )
@@ -86,6 +96,7 @@ def run(args: argparse.Namespace) -> dict:
             "rows": args.rows,
             "max_table_rows": args.max_table_rows,
             "hot_budget": args.hot_budget,
+            "hot_budget_bytes": parse_bytes(args.hot_budget),
             "table_bytes": runs["baseline"][-1]["table_bytes"],
             "rounds": args.rounds,
             "device": args.device,
@@ -93,7 +104,7 @@ def run(args: argparse.Namespace) -> dict:
             "epochs": 1,
         },
         "schedules": summary,
-        "gpu": "not run: no GPU was lent to this task" if args.device == "cpu" else None,
+        "gpu": "not run: no GPU was lent to this task" if args.device != "cuda" else None,
     }
 
 
@@ -139,6 +150,8 @@ def plot(result: dict, path: Path) -> None:
         f"tables {s['table_bytes'] / 2**20:,.0f} MiB, hot budget {s['hot_budget']}",
         fontsize=9,
     )
+    for ax in (a, b, c):
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -148,6 +161,7 @@ def main() -> None:
     p.add_argument("--hot-budget", default="16MiB", help="device bytes for hot rows (fae, hotline)")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    p.add_argument("--slipstream", action="store_true", help="each schedule with Slipstream too")
     p.add_argument(
         "--sync-steps",
         type=int,

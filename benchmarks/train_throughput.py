@@ -51,13 +51,16 @@ class PlainDLRM(nn.Module):
         return self.top(self.interaction(x, e)).squeeze(1)
 
 
-def time_steps(step, batches) -> float:
-    """Samples/s of `step` over `batches` (after two warm-up steps)."""
+def time_steps(step, batches, device) -> float:
+    """Samples/s of `step` over `batches` (after two warm-up steps), the device's queued
+    work included."""
     for b in batches[:2]:
         step(b)
+    device.synchronize()
     start = time.perf_counter()
     for b in batches:
         step(b)
+    device.synchronize()
     return sum(len(b) for b in batches) / (time.perf_counter() - start)
 
 
@@ -65,9 +68,9 @@ def paired(rates: dict[str, list[float]], a: str, b: str) -> float:
     return round(statistics.median(x / y for x, y in zip(rates[a], rates[b], strict=True)), 3)
 
 
-def plain_step_fn(trainer: Trainer, lr: float):
+def plain_step_fn(trainer: Trainer, lr: float, where: torch.device):
     schema = trainer.dataset.schema
-    model = PlainDLRM(schema.table_rows, schema.num_dense, trainer.cfg.model)
+    model = PlainDLRM(schema.table_rows, schema.num_dense, trainer.cfg.model).to(where)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
 
     def step(batch):
@@ -87,22 +90,27 @@ def run(args: argparse.Namespace) -> dict:
         "train.checkpoint_every=0",
         f"data.batch_size={args.batch_size}",
     ]
-    cfgs = {p: load_config("criteo-kaggle", base + [f"train.precision={p!r}"]) for p in PRECISIONS}
+    # bf16 autocast is not emulated: the emulated device (the GPU check's CI run) runs fp32 only
+    precisions = PRECISIONS if args.device != "emulated" else ("fp32",)
+    cfgs = {p: load_config("criteo-kaggle", base + [f"train.precision={p!r}"]) for p in precisions}
     trainers = {
         p: start_run(c, args.workdir / f"run-step-{p}", overwrite=True) for p, c in cfgs.items()
     }
     loader = trainers["fp32"].train_loader
-    batches = [
-        b.to(trainers["fp32"].device)
-        for b, _ in zip(loader.epoch(0), range(args.steps), strict=False)
-    ]
-    plain = plain_step_fn(trainers["fp32"], cfgs["fp32"].optim.sparse_lr)
+    batches = [b for b, _ in zip(loader.epoch(0), range(args.steps), strict=False)]  # on host
+    device = trainers["fp32"].device
+    # the reference runs where a plain PyTorch user would run it: on the GPU when there is
+    # one (batches copied there beforehand), else on the CPU (also for the emulated device)
+    plain_on = device.torch_device if device.name == "cuda" else torch.device("cpu")
+    plain_batches = [b.to(plain_on) for b in batches]
+    plain = plain_step_fn(trainers["fp32"], cfgs["fp32"].optim.sparse_lr, plain_on)
     rates: dict[str, list[float]] = {}
     splits: dict[str, dict] = {}
     for r in range(args.rounds):
-        rates.setdefault("plain_pytorch", []).append(time_steps(plain, batches))
-        for p in PRECISIONS:
-            rates.setdefault(f"hotrec_step_{p}", []).append(time_steps(trainers[p].step, batches))
+        rates.setdefault("plain_pytorch", []).append(time_steps(plain, plain_batches, device))
+        for p in precisions:
+            rate = time_steps(trainers[p].step, batches, device)
+            rates.setdefault(f"hotrec_step_{p}", []).append(rate)
             cfg = replace(
                 cfgs[p], train={"max_steps": args.steps, "seed": r}, data={"max_eval_rows": 1}
             )
@@ -113,7 +121,7 @@ def run(args: argparse.Namespace) -> dict:
         print(f"round {r}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in rates.items()))
     med = {k: statistics.median(v) for k, v in rates.items()}
     quality = {}
-    for p in PRECISIONS if args.quality_epochs else ():
+    for p in precisions if args.quality_epochs else ():
         cfg = replace(cfgs[p], train={"epochs": args.quality_epochs})
         result = start_run(cfg, args.workdir / f"run-quality-{p}", overwrite=True).fit()
         quality[p] = {
@@ -144,11 +152,11 @@ def run(args: argparse.Namespace) -> dict:
         "ratios": {
             **{
                 f"step_{p}_vs_plain": paired(rates, f"hotrec_step_{p}", "plain_pytorch")
-                for p in PRECISIONS
+                for p in precisions
             },
             **{
                 f"e2e_vs_step_{p}": paired(rates, f"hotrec_e2e_{p}", f"hotrec_step_{p}")
-                for p in PRECISIONS
+                for p in precisions
             },
         },
         "targets": {"step_vs_plain": TARGET_STEP_VS_PLAIN, "e2e_vs_step": TARGET_E2E_VS_STEP},

@@ -11,6 +11,7 @@ from hotrec.cli import (
     evaluate,
     info,
     loadtest,
+    plan,
     prepare,
     profile,
     serve,
@@ -20,7 +21,19 @@ from hotrec.cli import (
 )
 from hotrec.errors import HotrecError
 
-COMMANDS = (synth, prepare, info, profile, train, evaluate, demo, serve_profile, serve, loadtest)
+COMMANDS = (
+    synth,
+    prepare,
+    info,
+    profile,
+    plan,
+    train,
+    evaluate,
+    demo,
+    serve_profile,
+    serve,
+    loadtest,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -70,6 +70,12 @@ def add_parser(sub) -> None:
         "--resume RUN it continues where it stopped",
     )
     add_shortcuts(p)
+    add_set_option(p)
+    p.set_defaults(run=run)
+
+
+def add_set_option(p: argparse.ArgumentParser) -> None:
+    """--set section.key=value, repeatable: any config field (args.overrides)."""
     p.add_argument(
         "--set",
         dest="overrides",
@@ -78,7 +84,6 @@ def add_parser(sub) -> None:
         metavar="KEY=VALUE",
         help="any config field, e.g. --set model.top_mlp=[256,1]",
     )
-    p.set_defaults(run=run)
 
 
 def add_shortcuts(p: argparse.ArgumentParser) -> None:

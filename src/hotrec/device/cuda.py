@@ -1,6 +1,16 @@
-"""The CUDA device: pinned staging, a side stream, events, and sync counting in debug mode."""
+"""The CUDA device: pinned staging, a side stream, events, and sync counting.
+
+Every synchronization asked for through the device (`host_wait`, `to_host`, `to_device`,
+`synchronize`, `elapsed_ms`) is counted in `syncs` / `sync_ops`, as the emulated device
+counts them. A synchronization nobody asked for (an `.item()`, a boolean mask, `nonzero` on
+device memory) is found by `forbid_hidden_syncs()`: torch's sync debug mode set to "error"
+for everything but the device's own counted calls.
+"""
 
 from __future__ import annotations
+
+import collections
+from contextlib import contextmanager, nullcontext
 
 import torch
 
@@ -14,11 +24,35 @@ class CudaEvent(Event):
 
 class CudaDevice(Device):
     name = "cuda"
+    counts_syncs = True
 
     def __init__(self, index: int | None = None) -> None:
         super().__init__()
         self._device = torch.device("cuda", torch.cuda.current_device() if index is None else index)
         self.default_stream = Stream("default", torch.cuda.current_stream(self._device))
+        self._strict = False
+        self.reset_counters()
+
+    # -- counting ---------------------------------------------------------------------------
+    def reset_counters(self) -> None:
+        self.syncs = 0
+        self.sync_ops: collections.Counter[str] = collections.Counter()
+
+    def _sync(self, op: str):
+        """Count one synchronization asked for by name; allowed under forbid_hidden_syncs."""
+        self.syncs += 1
+        self.sync_ops[op] += 1
+        return _debug_mode(0) if self._strict else nullcontext()
+
+    @contextmanager
+    def forbid_hidden_syncs(self):
+        """Any synchronization not asked for through this device raises inside the block."""
+        self._strict = True
+        try:
+            with _debug_mode(2):  # "error"
+                yield
+        finally:
+            self._strict = False
 
     @property
     def torch_device(self) -> torch.device:
@@ -28,10 +62,16 @@ class CudaDevice(Device):
         return f"cuda ({torch.cuda.get_device_name(self._device)})"
 
     def to_device(self, t: torch.Tensor) -> torch.Tensor:
-        return t.to(self._device)
+        if t.device == self._device:
+            return t
+        with self._sync("to_device"):  # a blocking copy from pageable memory
+            return t.to(self._device)
 
     def to_host(self, t: torch.Tensor) -> torch.Tensor:
-        return t.cpu()
+        if t.device.type == "cpu":
+            return t
+        with self._sync("to_host"):
+            return t.cpu()
 
     def zeros(self, *shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.zeros(*shape, dtype=dtype, device=self._device)
@@ -60,17 +100,20 @@ class CudaDevice(Device):
 
     def host_wait(self, event: Event | None) -> None:
         if event is not None and event.native is not None:
-            event.native.synchronize()
+            with self._sync("host_wait"):
+                event.native.synchronize()
 
     def keep_alive(self, t: torch.Tensor, stream: Stream | None = None) -> None:
         t.record_stream((stream or self._current).native)
 
     def elapsed_ms(self, start: Event, end: Event) -> float:
-        end.native.synchronize()
+        with self._sync("elapsed_ms"):
+            end.native.synchronize()
         return start.native.elapsed_time(end.native)
 
     def synchronize(self) -> None:
-        torch.cuda.synchronize(self._device)
+        with self._sync("synchronize"):
+            torch.cuda.synchronize(self._device)
 
     def copy_to_device_async(self, src: torch.Tensor) -> tuple[torch.Tensor, Event]:
         if not src.is_pinned():
@@ -91,6 +134,17 @@ class CudaDevice(Device):
     def memory_free(self) -> int | None:
         free, _ = torch.cuda.mem_get_info(self._device)
         return int(free)
+
+
+@contextmanager
+def _debug_mode(mode: int):
+    """torch.cuda's sync debug mode (0 off, 1 warn, 2 error) inside the block."""
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode(mode)
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
 
 
 class _CudaStreamContext:
