@@ -61,7 +61,11 @@ class OptimConfig:
 class TrainConfig:
     epochs: int = 1  # passes over the training split
     max_steps: int = 0  # stop after this many optimizer steps in total (0 = no limit)
-    eval_every: int = 0  # validate every N steps (0 = only at the end)
+    eval_every: int = -1  # validate every N steps (0 = only at the end; -1 = auto: once per
+    # epoch, or 4 times per epoch when an epoch has more than AUTO_EVAL_STEPS steps)
+    early_stop: int = 0  # stop after this many validations without a better val AUC (0 = off)
+    keep_best: bool = True  # keep best.pt, the checkpoint of the best val AUC; eval and
+    # artifacts use it
     log_every: int = 100  # write a train record to metrics.jsonl every N steps
     checkpoint_every: int = 1000  # write a checkpoint every N steps (0 = only at the end)
     seed: int = 0  # seeds initialization and shuffling
@@ -193,7 +197,7 @@ _NON_NEGATIVE = (
     "data.prefetch",
     "data.max_eval_rows",
     "train.max_steps",
-    "train.eval_every",
+    "train.early_stop",
     "train.checkpoint_every",
     "train.threads",
     "placement.fae_run_length",
@@ -217,6 +221,10 @@ def validate(cfg: RunConfig) -> None:
     for name in _NON_NEGATIVE:
         if get(name) < 0:
             raise HotrecError(f"{name} must be >= 0, got {get(name)!r}")
+    if cfg.train.eval_every < -1:
+        raise HotrecError(
+            f"train.eval_every must be >= 0, or -1 for auto, got {cfg.train.eval_every}"
+        )
     if cfg.placement.lookahead < -1:
         raise HotrecError(
             f"placement.lookahead must be >= 0, or -1 for auto, got {cfg.placement.lookahead}"

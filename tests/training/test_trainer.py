@@ -58,7 +58,7 @@ def test_training_beats_a_constant_predictor_and_writes_the_run_dir(tmp_path, to
     assert result["test"]["auc"] > 0.6  # a constant predictor has 0.5
     assert result["test"]["logloss"] < constant_logloss
     files = {p.name for p in (tmp_path / "run").iterdir()}
-    assert files == {"config.json", "metrics.jsonl", "checkpoint.pt", "result.json"}
+    assert files == {"config.json", "metrics.jsonl", "checkpoint.pt", "best.pt", "result.json"}
     kinds = {r["kind"] for r in runlog.read_metrics(tmp_path / "run")}
     assert kinds == {"train", "val", "test"}
     saved = json.loads((tmp_path / "run" / "config.json").read_text())

@@ -41,14 +41,26 @@ def run_copy(trained_run, tmp_path):
 
     dst = tmp_path / "run"
     shutil.copytree(trained_run, dst)
+    (dst / runlog.BEST).unlink()  # eval then reads checkpoint.pt, the file these tests damage
     return dst
 
 
-def _craft(run: Path, marker: Path) -> None:
-    """Replace the checkpoint by one whose pickle calls a function when loaded."""
-    state = torch.load(run / runlog.CHECKPOINT, weights_only=True)
+def _craft(run: Path, marker: Path, name: str = runlog.CHECKPOINT) -> None:
+    """Replace a checkpoint by one whose pickle calls a function when loaded."""
+    state = torch.load(run / name, weights_only=True)
     state["state"]["evil"] = Payload(marker)
-    torch.save(state, run / runlog.CHECKPOINT)
+    torch.save(state, run / name)
+
+
+def test_a_crafted_best_checkpoint_runs_no_code(trained_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    marker = tmp_path / "pwned"
+    _craft(run, marker, runlog.BEST)
+    one_line_error(capsys, ["eval", str(run)], "best.pt", "refused")
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("command", ["eval", "resume"])

@@ -24,6 +24,7 @@ SHORTCUTS = {
     "embedding_map": "model.embedding_map",
     "embedding_dim": "model.embedding_dim",
     "eval_every": "train.eval_every",
+    "early_stop": "train.early_stop",
     "checkpoint_every": "train.checkpoint_every",
     "device": "train.device",
     "seed": "train.seed",
@@ -117,7 +118,18 @@ def add_shortcuts(p: argparse.ArgumentParser) -> None:
         "'dhe_min_rows=100000' (tables with at least that many rows use dhe, the rest table)",
     )
     p.add_argument("--embedding-dim", type=int, help="embedding width D")
-    p.add_argument("--eval-every", type=int, help="validate every N steps (0 = at the end)")
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        help="validate every N steps (0 = only at the end; default auto: once per epoch, 4 "
+        "times per epoch above 4,000 steps); best.pt keeps the best val AUC's model",
+    )
+    p.add_argument(
+        "--early-stop",
+        type=int,
+        metavar="PATIENCE",
+        help="stop after PATIENCE validations without a better val AUC (default 0: off)",
+    )
     p.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps")
     p.add_argument(
         "--device",

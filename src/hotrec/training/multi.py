@@ -81,7 +81,7 @@ def _run_one(cfg: RunConfig, sub: Path, resume: bool, overwrite: bool):
     """A finished run reloaded, an unfinished one resumed, or a new one trained."""
     done = _finished_result(sub) if resume else None
     if done is not None:
-        trainer = resume_run(sub, save_config=False)
+        trainer = resume_run(sub, save_config=False, checkpoint=runlog.kept_checkpoint(sub))
         trainer.schedule.sync()
         console.print(f"already trained (val AUC {done['val']['auc']:.4f}): loaded its checkpoint")
         return trainer, done

@@ -10,6 +10,7 @@ from hotrec.fileio import append_json_line, read_json_lines, write_lines_atomic
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"  # the checkpoint of the best validation AUC so far
 RESULT = "result.json"
 
 
@@ -27,6 +28,14 @@ class MetricsLog:
 
     def write(self, record: dict) -> None:
         append_json_line(self.path, record)
+
+
+def kept_checkpoint(run_dir: Path, which: str = "best") -> str:
+    """The checkpoint file evaluation and artifacts use: best.pt when the run kept one and
+    `which` is "best", else checkpoint.pt."""
+    if which == "best" and (Path(run_dir) / BEST).is_file():
+        return BEST
+    return CHECKPOINT
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

@@ -43,6 +43,12 @@ class TrainState:
     samples: int = 0  # training samples consumed
     loss_sum: float = 0.0  # losses since the last train record (so a resumed log matches)
     loss_n: int = 0
+    best_auc: float = -1.0  # best validation AUC so far (-1: none yet)
+    best_step: int = 0  # the step that scored it (best.pt)
+    since_best: int = 0  # validations since then without a better AUC (early stopping)
+
+
+AUTO_EVAL_STEPS = 4000  # auto validation: per epoch, or 4 times per epoch above this
 
 
 def set_deterministic() -> None:
@@ -126,10 +132,10 @@ class Trainer:
             "config": self.cfg.to_dict(),
         }
 
-    def save(self) -> None:
+    def save(self, name: str = runlog.CHECKPOINT) -> None:
         self.schedule.sync()
         with self.timer.section("checkpoint"):
-            save_checkpoint(self.run_dir / runlog.CHECKPOINT, self.checkpoint_state())
+            save_checkpoint(self.run_dir / name, self.checkpoint_state())
 
     def restore(self, ckpt: dict) -> None:
         try:
@@ -184,6 +190,8 @@ class Trainer:
         if cfg.max_steps:
             total_steps = min(total_steps, cfg.max_steps)
         reason, start, start_samples = "completed", time.perf_counter(), st.samples
+        every = self.eval_interval()
+        self._val_info = ""
         self.model.train()
         with stop_on_sigint() as interrupted, make_progress() as bar:
             task = bar.add_task("train", total=total_steps, completed=st.step, rate="", info="")
@@ -218,11 +226,13 @@ class Trainer:
                                 task,
                                 completed=st.step,
                                 rate=f"{rate:,.0f} samples/s",
-                                info=f"loss {st.loss_sum / st.loss_n:.4f}",
+                                info=f"loss {st.loss_sum / st.loss_n:.4f}{self._val_info}",
                             )
                             st.loss_sum, st.loss_n = 0.0, 0
-                        if cfg.eval_every and st.step % cfg.eval_every == 0:
-                            log.write(self._eval_record("val", self.cfg.data.max_eval_rows))
+                        due = every and st.step % every == 0 and st.step != total_steps
+                        if due and self._validate(log):  # the last step: the final one follows
+                            reason = "early_stopped"
+                            break
                         if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0:
                             self.save()
                         if interrupted.is_set() or (should_stop and should_stop(st)):
@@ -237,6 +247,55 @@ class Trainer:
         train_seconds = time.perf_counter() - start
         self.save()
         return self._finish(log, reason, train_seconds, st.samples - start_samples)
+
+    def eval_interval(self) -> int:
+        """Steps between validations: train.eval_every, or for -1 (auto) once per epoch, or 4
+        times per epoch when an epoch is longer than AUTO_EVAL_STEPS steps."""
+        every = self.cfg.train.eval_every
+        if every >= 0:
+            return every
+        per_epoch = self.schedule.num_batches()
+        return per_epoch if per_epoch <= AUTO_EVAL_STEPS else max(1, per_epoch // 4)
+
+    def _validate(self, log: runlog.MetricsLog) -> bool:
+        """Validate now (data.max_eval_rows rows), keep best.pt when the AUC improved; True
+        when early stopping says stop."""
+        record = self._eval_record("val", self.cfg.data.max_eval_rows)
+        if record is None:
+            return False
+        log.write(record)
+        st, auc = self.state, record["auc"]
+        if auc > st.best_auc:
+            st.best_auc, st.best_step, st.since_best = auc, st.step, 0
+            if self.cfg.train.keep_best:
+                self.save(runlog.BEST)
+        else:
+            st.since_best += 1
+        self._val_info = f", val AUC {auc:.4f} (best {st.best_auc:.4f} at step {st.best_step})"
+        patience = self.cfg.train.early_stop
+        return bool(patience) and st.since_best >= patience
+
+    def _best_instead(self, val: dict | None, log: runlog.MetricsLog) -> dict | None:
+        """After the final evaluation: when an earlier validation scored a better AUC, the
+        best checkpoint's model is loaded (the one `hotrec eval` and artifacts use) and its
+        val and test metrics returned; otherwise best.pt becomes the final model."""
+        st, best = self.state, self.run_dir / runlog.BEST
+        if not self.cfg.train.keep_best or val is None:
+            return None
+        if st.best_step == st.step and best.exists():  # validated at this very step
+            return None
+        if val["auc"] >= st.best_auc or not best.exists():
+            st.best_auc, st.best_step, st.since_best = val["auc"], st.step, 0
+            self.save(runlog.BEST)
+            return None
+        self.device.load_state(self.model, load_checkpoint(best)["model"])
+        self.schedule.reload()
+        out = {"step": st.best_step}
+        for split in ("val", "test"):
+            out[split] = self._eval_record(split, 0)
+            if out[split] is not None:
+                log.write({**out[split], "step": st.best_step, "final": True, "best": True})
+        return out
 
     def _finish(self, log: runlog.MetricsLog, reason: str, seconds: float, samples: int) -> dict:
         result = {
@@ -254,6 +313,11 @@ class Trainer:
         if reason != "interrupted":
             result["val"] = self._eval_record("val", 0, log)
             result["test"] = self._eval_record("test", 0, log)
+            best = self._best_instead(result["val"], log)
+            if best is not None:  # the headline metrics are the model that is kept
+                last = {"step": self.state.step, "val": result["val"], "test": result["test"]}
+                result.update(val=best["val"], test=best["test"], last=last)
+            result["best_step"] = self.state.best_step if self.cfg.train.keep_best else None
         result["time_split_s"] = self.timer.split()
         write_json_atomic(self.run_dir / runlog.RESULT, result)
         return result
@@ -341,7 +405,7 @@ def start_run(cfg: RunConfig, run_dir: Path, overwrite: bool = False) -> Trainer
         )
     trainer = Trainer(cfg, run_dir, open_dataset(cfg.data.path))  # fails before any write
     run_dir.mkdir(parents=True, exist_ok=True)
-    for name in (runlog.CHECKPOINT, runlog.RESULT, runlog.METRICS):
+    for name in (runlog.CHECKPOINT, runlog.BEST, runlog.RESULT, runlog.METRICS):
         (run_dir / name).unlink(missing_ok=True)
     write_json_atomic(run_dir / runlog.CONFIG, cfg.to_dict())
     return trainer
@@ -359,8 +423,14 @@ def _check_same_order(saved: RunConfig, new: RunConfig) -> None:
             )
 
 
-def resume_run(run_dir: Path, overrides: dict | None = None, save_config: bool = True) -> Trainer:
-    """Reopen a run from its config.json and checkpoint; `overrides` may change options.
+def resume_run(
+    run_dir: Path,
+    overrides: dict | None = None,
+    save_config: bool = True,
+    checkpoint: str = runlog.CHECKPOINT,
+) -> Trainer:
+    """Reopen a run from its config.json and checkpoint (`checkpoint`: runlog.BEST for the
+    best validation's); `overrides` may change options.
 
     The config file is rewritten (with the overrides) only after the checkpoint was restored
     into the model they describe, and never when save_config is False (evaluation)."""
@@ -377,7 +447,7 @@ def resume_run(run_dir: Path, overrides: dict | None = None, save_config: bool =
         raw.setdefault(section, {}).update(values)
     cfg = config_from_dict(raw)
     check_schedule(cfg.placement)
-    ckpt = load_checkpoint(run_dir / runlog.CHECKPOINT)
+    ckpt = load_checkpoint(run_dir / checkpoint)
     if ckpt["state"]["batch"]:
         _check_same_order(saved, cfg)
     trainer = Trainer(cfg, run_dir)
