@@ -115,7 +115,15 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-PRESETS = ("criteo-kaggle", "criteo-terabyte", "tiny")
+PRESETS = ("criteo-kaggle", "criteo-terabyte", "movielens", "avazu", "tiny")
+# The preset a dataset's source (meta.json "source") gets when --preset is not given.
+SOURCE_PRESETS = {
+    "criteo-kaggle": "criteo-kaggle",
+    "criteo-terabyte": "criteo-terabyte",
+    "movielens-100k": "movielens",
+    "movielens-1m": "movielens",
+    "avazu": "avazu",
+}
 
 
 def preset_path(name: str) -> Path:

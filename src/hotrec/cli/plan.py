@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from hotrec.cli.report import console
-from hotrec.cli.train import add_set_option
+from hotrec.cli.train import add_set_option, resolve_preset
 from hotrec.config import PRESETS, load_config
 from hotrec.errors import HotrecError
 
@@ -25,7 +25,11 @@ def add_parser(sub) -> None:
         "same --preset and --set options.",
     )
     p.add_argument("--data", type=Path, required=True, help="dataset directory")
-    p.add_argument("--preset", default=None, help=f"{' | '.join(PRESETS)} or a TOML file")
+    p.add_argument(
+        "--preset",
+        default=None,
+        help=f"{' | '.join(PRESETS)} or a TOML file (default: the dataset's source's, as train)",
+    )
     p.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda", "emulated"),
@@ -56,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"train.device={args.device!r}")
     if args.batch_size:
         overrides.append(f"data.batch_size={args.batch_size}")
-    cfg = load_config(args.preset, overrides + list(args.overrides))
+    preset = resolve_preset(args.preset, args.data, (lambda m: None) if args.json else None)
+    cfg = load_config(preset, overrides + list(args.overrides))
     budgets = None
     if args.budgets:
         budgets = sorted({parse_bytes(b.strip()) for b in args.budgets.split(",") if b.strip()})

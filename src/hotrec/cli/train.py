@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from hotrec.cli.report import console, print_representations, print_results
-from hotrec.config import CHOICES, PRESETS, load_config
+from hotrec.config import CHOICES, PRESETS, SOURCE_PRESETS, load_config
 from hotrec.errors import HotrecError
 from hotrec.training.schedules import SCHEDULES, help_text
 
@@ -59,7 +59,12 @@ def add_parser(sub) -> None:
         "the parameters of an uninterrupted run.",
     )
     p.add_argument("--data", type=Path, help="dataset directory (hotrec prepare / synth)")
-    p.add_argument("--preset", default=None, help=f"{' | '.join(PRESETS)} or a TOML file")
+    p.add_argument(
+        "--preset",
+        default=None,
+        help=f"{' | '.join(PRESETS)} or a TOML file (default: the preset of the dataset's "
+        "source, e.g. movielens for hotrec prepare movielens; the defaults for others)",
+    )
     p.add_argument("--run-dir", type=Path, default=None, help="run directory (default runs/<time>)")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in this directory")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
@@ -222,6 +227,22 @@ def add_shortcuts(p: argparse.ArgumentParser) -> None:
     )
 
 
+def resolve_preset(preset: str | None, data: Path, say=None) -> str | None:
+    """--preset when given, else the preset of the dataset's source (said), else None."""
+    if preset:
+        return preset
+    from hotrec.data.format import open_dataset
+
+    source = open_dataset(data).meta.get("source")
+    chosen = SOURCE_PRESETS.get(source)
+    say = say or console.print
+    if chosen:
+        say(f"preset: {chosen} (the dataset's source is {source}; --preset picks another)")
+    else:
+        say(f"preset: none, the defaults (no preset for source {source!r}; --preset picks one)")
+    return chosen
+
+
 def shortcut_overrides(args: argparse.Namespace) -> list[str]:
     out = []
     for flag, fields in SHORTCUTS.items():
@@ -256,7 +277,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.data is None:
             raise HotrecError("--data DIR is required (or --resume RUN)")
-        cfg = load_config(args.preset, [f"data.path={str(args.data.resolve())!r}"] + overrides)
+        preset = resolve_preset(args.preset, args.data)
+        cfg = load_config(preset, [f"data.path={str(args.data.resolve())!r}"] + overrides)
         run_dir = args.run_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
         trainer = start_run(cfg, run_dir, overwrite=args.overwrite)
         console.print(f"run directory: {run_dir}")
@@ -286,7 +308,8 @@ def run_representations(args: argparse.Namespace, overrides: list[str]) -> int:
     else:
         if args.data is None:
             raise HotrecError("--data DIR is required (or --resume RUN)")
-        cfg = load_config(args.preset, [f"data.path={str(args.data.resolve())!r}"] + overrides)
+        preset = resolve_preset(args.preset, args.data)
+        cfg = load_config(preset, [f"data.path={str(args.data.resolve())!r}"] + overrides)
         run_dir = args.run_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     out = train_representations(cfg, names, run_dir, bool(args.resume), args.overwrite)
     print_representations(out["representations"], title=f"hotrec train: {run_dir}")
