@@ -112,7 +112,7 @@ def test_hand_checked_row_100k(tmp_path: Path) -> None:
     assert label[2] == 1.0
     item_age = (T0 + DAY - datetime(1995, 1, 1, tzinfo=UTC).timestamp()) / (365.25 * DAY)
     raw = [0, 1, 0, 0, 1, item_age]  # hour, Tuesday, first rating, no prior, item 1 seen once
-    np.testing.assert_allclose(dense[2], np.log1p(raw), rtol=1e-6)
+    np.testing.assert_allclose(dense[2][:6], np.log1p(raw), rtol=1e-6)
     # Unknown user 9 (item 1) and unknown item 7 (user 1) keep id 0 for their side features.
     np.testing.assert_array_equal(sparse[6][2:6], [0, 0, 0, 0])
     np.testing.assert_array_equal(sparse[7][6:], [0, 0])
@@ -185,3 +185,27 @@ def test_detection_errors(tmp_path: Path) -> None:
         prepare_movielens(
             write_100k(tmp_path / "ok"), tmp_path / "ds", val_fraction=0.6, test_fraction=0.5
         )
+
+
+def test_train_statistics_never_see_a_rows_own_label_nor_val_and_test_labels():
+    from hotrec.data.movielens import FOLDS, train_statistics
+
+    rng = np.random.default_rng(0)
+    n, n_train = 400, 300
+    sparse = np.zeros((n, len(TABLES)), np.int64)
+    sparse[:, TABLES.index("user")] = rng.integers(1, 20, n)
+    sparse[:, TABLES.index("item")] = rng.integers(1, 30, n)
+    label = (rng.random(n) < 0.5).astype(np.float32)
+    base = train_statistics(sparse, label, n_train)
+    flipped = label.copy()
+    flipped[n_train:] = 1 - flipped[n_train:]  # val / test labels: no feature may change
+    assert np.array_equal(train_statistics(sparse, flipped, n_train), base)
+    row = 7  # a train row's own label: its features stay, rows of other folds move
+    flipped = label.copy()
+    flipped[row] = 1 - flipped[row]
+    after = train_statistics(sparse, flipped, n_train)
+    assert np.array_equal(after[row], base[row])
+    same_user = np.flatnonzero(sparse[:, TABLES.index("user")] == sparse[row, TABLES.index("user")])
+    other_fold = [r for r in same_user if r % FOLDS != row % FOLDS or r >= n_train]
+    assert other_fold and all(after[r, 2] != base[r, 2] for r in other_fold)
+    assert np.all((base[:, 2:] > 0) & (base[:, 2:] < 1))  # smoothed rates

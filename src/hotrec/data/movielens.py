@@ -9,11 +9,15 @@ user, item, gender, age, occupation, zip_prefix (first 3 chars), genre (the firs
 user, item, age and release_year and `text_key` of the string for the others;
 vocab/<table>.npy holds the keys in id order and vocab/values.json the raw values.
 
-Dense features (float32, log1p of the value), each computed from the rating's own time and
-earlier ratings only (earlier = before it in the stable time order):
-hour_of_day, day_of_week (Monday = 0), days_since_user_first (days since the user's first
-rating), user_prior_ratings, item_prior_ratings (ratings seen before this one) and
-item_age_years (rating time minus the release date, 0 when unknown or negative).
+Dense features (float32, log1p of the value). Six from the rating's own time and earlier
+ratings only (earlier = before it in the stable time order): hour_of_day, day_of_week
+(Monday = 0), days_since_user_first (days since the user's first rating),
+user_prior_ratings, item_prior_ratings (ratings seen before this one) and item_age_years
+(rating time minus the release date, 0 when unknown or negative). Four from the train
+split's labels only, as a practitioner builds target statistics: user_train_ratings,
+item_train_ratings, user_train_positive_rate and item_train_positive_rate (smoothed toward
+the train mean with PRIOR pseudo-ratings); a train row's rates leave out its own fold of
+FOLDS interleaved folds, so no row sees its own label, and val / test rows see all of train.
 
 Split: ratings sorted by timestamp (stable); the first 1 - val - test share is train, then
 val, then test. Malformed rating lines are counted in the RowReport (blank_line,
@@ -47,7 +51,7 @@ from hotrec.types import Schema, TableSpec
 
 TABLES = ("user", "item", "gender", "age", "occupation", "zip_prefix", "genre", "release_year")
 TEXT_TABLES = ("gender", "occupation", "zip_prefix", "genre")  # keyed by text_key
-DENSE_NAMES = (
+TIME_FEATURES = (
     "hour_of_day",
     "day_of_week",
     "days_since_user_first",
@@ -55,6 +59,15 @@ DENSE_NAMES = (
     "item_prior_ratings",
     "item_age_years",
 )
+TRAIN_FEATURES = (  # from the train split's labels only; out-of-fold for train rows
+    "user_train_ratings",
+    "item_train_ratings",
+    "user_train_positive_rate",
+    "item_train_positive_rate",
+)
+DENSE_NAMES = TIME_FEATURES + TRAIN_FEATURES
+FOLDS = 5  # out-of-fold target statistics for train rows: row i is in fold i % FOLDS
+PRIOR = 20.0  # smoothing: a rate is (positives + PRIOR * mean) / (ratings + PRIOR)
 GENRES_100K = (
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
     "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
@@ -268,6 +281,33 @@ def dense_features(df: pl.DataFrame) -> np.ndarray:
     return np.log1p(feats.to_numpy().astype(np.float64)).astype(np.float32)  # [n, 6]
 
 
+def train_statistics(sparse: np.ndarray, label: np.ndarray, n_train: int) -> np.ndarray:
+    """[n, 4] ratings and smoothed positive rates of each row's user and item, counted on the
+    first n_train (train) rows only. A train row's rates come from the other FOLDS - 1 folds
+    of train (out-of-fold), so its own label never reaches its features; val and test rows
+    see all of train. Counts hold no labels and come from all of train."""
+    n = len(sparse)
+    out = np.zeros((n, 4))
+    y = label[:n_train].astype(np.float64)
+    mean = float(y.mean()) if n_train else 0.0
+    fold = np.arange(n_train) % FOLDS
+    for col, table in enumerate(("user", "item")):
+        ids = sparse[:, TABLES.index(table)]
+        rows = int(ids.max()) + 1 if n else 1
+        train = ids[:n_train]
+        count = np.bincount(train, minlength=rows).astype(np.float64)
+        pos = np.bincount(train, weights=y, minlength=rows)
+        out[:, col] = count[ids]
+        out[n_train:, 2 + col] = ((pos + PRIOR * mean) / (count + PRIOR))[ids[n_train:]]
+        for f in range(FOLDS):
+            held = fold == f
+            c = count - np.bincount(train[held], minlength=rows)
+            p = pos - np.bincount(train[held], weights=y[held], minlength=rows)
+            m = float(y[~held].mean()) if (~held).any() else mean  # the prior: other folds too
+            out[:n_train][held, 2 + col] = ((p + PRIOR * m) / (c + PRIOR))[train[held]]
+    return out
+
+
 def _days_meta(ts: np.ndarray, sizes: dict[str, int]) -> list[dict]:
     """Each UTC day's contiguous row range inside each split of time-sorted ratings."""
     day = ts // DAY_S - (ts[0] // DAY_S if len(ts) else 0)
@@ -334,8 +374,11 @@ def prepare_movielens(
         DENSE_NAMES, tuple(TableSpec(t, v.rows) for t, v in zip(TABLES, vocabs, strict=True))
     )
     sparse = np.stack([v.map(keys[:, t]) for t, v in enumerate(vocabs)], axis=1)  # [n, T]
-    dense = dense_features(df)
     label = (df["rating"].to_numpy() >= 4).astype(np.float32)
+    stats = train_statistics(sparse, label, sizes["train"])  # [n, 4]
+    dense = np.concatenate(
+        [dense_features(df), np.log1p(stats).astype(np.float32)], axis=1
+    )  # [n, 10]
     with DatasetWriter(out, overwrite=overwrite) as writer:
         start = 0
         for split, n in sizes.items():
