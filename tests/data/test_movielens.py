@@ -209,3 +209,37 @@ def test_train_statistics_never_see_a_rows_own_label_nor_val_and_test_labels():
     other_fold = [r for r in same_user if r % FOLDS != row % FOLDS or r >= n_train]
     assert other_fold and all(after[r, 2] != base[r, 2] for r in other_fold)
     assert np.all((base[:, 2:] > 0) & (base[:, 2:] < 1))  # smoothed rates
+
+
+def test_history_features_count_only_events_strictly_before_the_timestamp():
+    import polars as pl
+
+    from hotrec.data.movielens import PRIOR, history_features
+
+    df = pl.DataFrame(
+        {"user": [1, 1, 1, 2, 1], "item": [5, 5, 6, 5, 5], "ts": [10, 10, 20, 20, 30]}
+    )
+    y = np.array([1, 0, 1, 1, 0], np.float32)
+    h = history_features(df, y)  # user_n, item_n, user rate, item rate
+    np.testing.assert_array_equal(h[:, :2], [[0, 0], [0, 0], [2, 0], [0, 2], [3, 3]])
+    prior = 3 / 4  # every rating before ts 30
+    assert h[4, 2] == pytest.approx((2 + PRIOR * prior) / (3 + PRIOR))
+    later = y.copy()
+    later[[2, 3, 4]] = 1 - later[[2, 3, 4]]  # labels at ts >= 20: rows up to ts 20 keep theirs
+    np.testing.assert_array_equal(history_features(df, later)[:4], h[:4])
+    earlier = y.copy()
+    earlier[0] = 0  # negative control: an earlier label moves the later rows' rates
+    assert not np.array_equal(history_features(df, earlier)[2:], h[2:])
+
+
+def test_history_is_an_option_of_movielens_preparation(tmp_path: Path, capsys) -> None:
+    from hotrec.cli.main import main
+    from hotrec.data.movielens import HISTORY_FEATURES
+
+    raw = write_100k(tmp_path / "raw")
+    assert main(["prepare", "movielens", str(raw), str(tmp_path / "ds"), "--history"]) == 0
+    ds = open_dataset(tmp_path / "ds")
+    assert ds.schema.dense_names == DENSE_NAMES + HISTORY_FEATURES
+    assert ds.meta["options"]["history"] is True
+    assert main(["prepare", "avazu", str(raw), str(tmp_path / "av"), "--history"]) == 2
+    assert "--history adds MovieLens features" in capsys.readouterr().err

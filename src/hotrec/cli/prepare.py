@@ -34,10 +34,21 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the negative down-sampling")
     p.add_argument("--strict", action="store_true", help="stop at the first malformed row")
     p.add_argument("--overwrite", action="store_true", help="replace an existing directory")
+    p.add_argument(
+        "--history",
+        action="store_true",
+        help="movielens: add time-causal features, each user's and item's ratings and positive "
+        "rate over all events strictly before the row's timestamp (assumes earlier labels are "
+        "known at prediction time, as in online serving)",
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.history and args.source != "movielens":
+        from hotrec.errors import HotrecError
+
+        raise HotrecError("--history adds MovieLens features; it does not apply to " + args.source)
     common = {"strict": args.strict, "overwrite": args.overwrite}
     mapping = {"min_count": args.min_count, "hash_rows": args.hash_rows}
     if args.source == "criteo-kaggle":
@@ -63,6 +74,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         from hotrec.data.movielens import prepare_movielens
 
-        out = prepare_movielens(args.input, args.out, **common)
+        out = prepare_movielens(args.input, args.out, history=args.history, **common)
     print_dataset_summary(out)
     return 0

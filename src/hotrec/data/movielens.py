@@ -65,6 +65,12 @@ TRAIN_FEATURES = (  # from the train split's labels only; out-of-fold for train 
     "user_train_positive_rate",
     "item_train_positive_rate",
 )
+HISTORY_FEATURES = (  # --history: every earlier event, strictly before the row's timestamp
+    "user_past_ratings",
+    "item_past_ratings",
+    "user_past_positive_rate",
+    "item_past_positive_rate",
+)
 DENSE_NAMES = TIME_FEATURES + TRAIN_FEATURES
 FOLDS = 5  # out-of-fold target statistics for train rows: row i is in fold i % FOLDS
 PRIOR = 20.0  # smoothing: a rate is (positives + PRIOR * mean) / (ratings + PRIOR)
@@ -308,6 +314,40 @@ def train_statistics(sparse: np.ndarray, label: np.ndarray, n_train: int) -> np.
     return out
 
 
+def history_features(df: pl.DataFrame, label: np.ndarray) -> np.ndarray:
+    """[n, 4] for each rating of time-sorted `df`: its user's and its item's ratings and
+    smoothed positive rate over all ratings strictly before its timestamp, whatever their
+    split, as an online feature store serves them (this assumes the labels of earlier events
+    are known when a row is predicted). The smoothing prior is the positive rate of all
+    ratings before the timestamp, so nothing from the row's own time or later is used."""
+    d = df.select("user", "item", "ts").with_columns(
+        y=pl.Series(label.astype(np.float64)), row=pl.int_range(pl.len())
+    )
+
+    def before(frame: pl.DataFrame, keys: list[str], n: str, p: str) -> pl.DataFrame:
+        """Count and positives of `keys` groups at timestamps strictly before each one's."""
+        group = [k for k in keys if k != "ts"]
+        over = (lambda e: e.over(group)) if group else (lambda e: e)
+        return (
+            frame.group_by(keys)
+            .agg(n_=pl.len(), p_=pl.col("y").sum())
+            .sort(keys)
+            .select(
+                *keys,
+                over(pl.col("n_").cum_sum() - pl.col("n_")).alias(n),
+                over(pl.col("p_").cum_sum() - pl.col("p_")).alias(p),
+            )
+        )
+
+    d = d.join(before(d, ["ts"], "all_n", "all_p"), on="ts", how="left")
+    for key in ("user", "item"):
+        d = d.join(before(d, [key, "ts"], f"{key}_n", f"{key}_p"), on=[key, "ts"], how="left")
+    prior = pl.when(pl.col("all_n") > 0).then(pl.col("all_p") / pl.col("all_n")).otherwise(0.5)
+    d = d.sort("row").with_columns(prior=prior)
+    rate = lambda key: (pl.col(f"{key}_p") + PRIOR * pl.col("prior")) / (pl.col(f"{key}_n") + PRIOR)  # noqa: E731
+    return d.select("user_n", "item_n", rate("user"), rate("item")).to_numpy().astype(np.float64)
+
+
 def _days_meta(ts: np.ndarray, sizes: dict[str, int]) -> list[dict]:
     """Each UTC day's contiguous row range inside each split of time-sorted ratings."""
     day = ts // DAY_S - (ts[0] // DAY_S if len(ts) else 0)
@@ -347,8 +387,10 @@ def prepare_movielens(
     overwrite: bool = False,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
+    history: bool = False,
 ) -> Path:
-    """Prepare a MovieLens 100K or 1M directory into a dataset directory; returns it."""
+    """Prepare a MovieLens 100K or 1M directory into a dataset directory; returns it.
+    history: add HISTORY_FEATURES (time-causal user and item statistics)."""
     directory, out = Path(directory), Path(out)
     release = detect_release(directory)
     if out.exists() and not overwrite:
@@ -370,15 +412,14 @@ def prepare_movielens(
     counts = CountAccumulator(len(TABLES))
     counts.update(keys)
     vocabs = [Vocabulary.from_counts(counts.counts(t), min_count=1) for t in range(len(TABLES))]
-    schema = Schema(
-        DENSE_NAMES, tuple(TableSpec(t, v.rows) for t, v in zip(TABLES, vocabs, strict=True))
-    )
+    names = DENSE_NAMES + (HISTORY_FEATURES if history else ())
+    schema = Schema(names, tuple(TableSpec(t, v.rows) for t, v in zip(TABLES, vocabs, strict=True)))
     sparse = np.stack([v.map(keys[:, t]) for t, v in enumerate(vocabs)], axis=1)  # [n, T]
     label = (df["rating"].to_numpy() >= 4).astype(np.float32)
-    stats = train_statistics(sparse, label, sizes["train"])  # [n, 4]
-    dense = np.concatenate(
-        [dense_features(df), np.log1p(stats).astype(np.float32)], axis=1
-    )  # [n, 10]
+    parts = [dense_features(df), np.log1p(train_statistics(sparse, label, sizes["train"]))]
+    if history:
+        parts.append(np.log1p(history_features(df, label)))
+    dense = np.concatenate(parts, axis=1).astype(np.float32)  # [n, 10] (+4 with history)
     with DatasetWriter(out, overwrite=overwrite) as writer:
         start = 0
         for split, n in sizes.items():
@@ -397,6 +438,7 @@ def prepare_movielens(
                 "val_fraction": val_fraction,
                 "test_fraction": test_fraction,
                 "strict": strict,
+                "history": history,
             },
             "input_checksum": _checksum(directory, release),
             "rows": report.to_dict(),
