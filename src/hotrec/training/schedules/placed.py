@@ -41,7 +41,8 @@ def obtain_hotset(ctx: StepContext) -> HotSet:
     s = hotset.stats
     console.print(
         f"hot set: {s['hot_rows']:,} rows under {p.hot_budget}, profiled on "
-        f"{s['sampled_inputs']:,} inputs ({p.sample_fraction:.0%} sample); in that sample "
+        f"{s['sampled_inputs']:,} inputs ({p.sample_fraction:.0%} sample); in that sample, "
+        f"which it was fitted to (an upper bound: `hotrec plan` counts on held-out inputs), "
         f"{s['lookup_share']:.1%} of lookups and {s['input_share']:.1%} of inputs are hot"
     )
     return hotset
