@@ -93,3 +93,14 @@ def test_eval_uses_the_best_checkpoint_unless_told(tmp_path, toy_dataset, monkey
     assert (best["step"], best["checkpoint"]) == (5, "best.pt")
     assert (last["step"], last["checkpoint"]) == (15, "checkpoint.pt")
     assert best["auc"] != last["auc"]
+
+
+def test_a_final_model_that_is_best_is_known_as_best_after_resume(
+    tmp_path, toy_dataset, monkeypatch
+):
+    scripted_val(monkeypatch, [0.60, 0.90])  # one periodic validation, then the final: best
+    cfg = config(toy_dataset, "train.epochs=1", "train.eval_every=5")
+    start_run(cfg, tmp_path / "run").fit()
+    state = load_checkpoint(tmp_path / "run" / runlog.CHECKPOINT)["state"]
+    assert (state["best_auc"], state["best_step"]) == (0.90, 9)
+    assert load_checkpoint(tmp_path / "run" / runlog.BEST)["state"]["step"] == 9

@@ -287,6 +287,7 @@ class Trainer:
         if val["auc"] >= st.best_auc or not best.exists():
             st.best_auc, st.best_step, st.since_best = val["auc"], st.step, 0
             self.save(runlog.BEST)
+            self.save()  # checkpoint.pt too: a resumed run must know the final model is best
             return None
         self.device.load_state(self.model, load_checkpoint(best)["model"])
         self.schedule.reload()
