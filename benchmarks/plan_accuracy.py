@@ -54,8 +54,9 @@ def run(args) -> dict:
                                             f"train.device={device!r}",
                                             f"placement.hot_budget={args.hot_budget!r}"])  # fmt: skip
         shape, rates, pops = measure(cfg, dataset, [budget])
-        predicted = {p.schedule: p for p in plan(shape, rates, pops)["predictions"]}
-        best = plan(shape, rates, pops)["recommended"].schedule
+        planned = plan(shape, rates, pops)
+        predicted = {p.schedule: p for p in planned["predictions"]}
+        best = planned["recommended"].schedule
         measured: dict[str, list[float]] = {s: [] for s in SCHEDULES}
         with tempfile.TemporaryDirectory(prefix="plan-accuracy-") as tmp:
             for r in range(args.rounds):

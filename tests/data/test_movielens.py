@@ -188,7 +188,7 @@ def test_detection_errors(tmp_path: Path) -> None:
 
 
 def test_train_statistics_never_see_a_rows_own_label_nor_val_and_test_labels():
-    from hotrec.data.movielens import FOLDS, train_statistics
+    from hotrec.data.movielens_features import FOLDS, train_statistics
 
     rng = np.random.default_rng(0)
     n, n_train = 400, 300
@@ -214,7 +214,7 @@ def test_train_statistics_never_see_a_rows_own_label_nor_val_and_test_labels():
 def test_history_features_count_only_events_strictly_before_the_timestamp():
     import polars as pl
 
-    from hotrec.data.movielens import PRIOR, history_features
+    from hotrec.data.movielens_features import PRIOR, history_features
 
     df = pl.DataFrame(
         {"user": [1, 1, 1, 2, 1], "item": [5, 5, 6, 5, 5], "ts": [10, 10, 20, 20, 30]}
@@ -234,7 +234,7 @@ def test_history_features_count_only_events_strictly_before_the_timestamp():
 
 def test_history_is_an_option_of_movielens_preparation(tmp_path: Path, capsys) -> None:
     from hotrec.cli.main import main
-    from hotrec.data.movielens import HISTORY_FEATURES
+    from hotrec.data.movielens_features import HISTORY_FEATURES
 
     raw = write_100k(tmp_path / "raw")
     assert main(["prepare", "movielens", str(raw), str(tmp_path / "ds"), "--history"]) == 0

@@ -50,7 +50,6 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hotrec.data.format import open_dataset
-    from hotrec.placement.bytesize import format_bytes
     from hotrec.placement.planner import plan
     from hotrec.placement.popularity import parse_bytes
     from hotrec.training.plan import measure
@@ -74,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     shape, rates, pops = measure(cfg, dataset, budgets, progress=say)
     result = plan(shape, rates, pops)
     best = result["recommended"]
-    command = recommended_command(args, best, format_bytes)
+    command = recommended_command(args, best)
     if args.json:
         out = {
             "data": str(args.data),
@@ -87,11 +86,13 @@ def run(args: argparse.Namespace) -> int:
         }
         print(json.dumps(out, indent=2))
         return 0
-    print_plan(shape, rates, pops, result, command, format_bytes)
+    print_plan(shape, rates, pops, result, command)
     return 0
 
 
-def recommended_command(args: argparse.Namespace, best, format_bytes) -> str:
+def recommended_command(args: argparse.Namespace, best) -> str:
+    from hotrec.placement.bytesize import format_bytes
+
     parts = ["hotrec train", f"--data {args.data}"]
     if args.preset:
         parts.append(f"--preset {args.preset}")
@@ -106,8 +107,10 @@ def recommended_command(args: argparse.Namespace, best, format_bytes) -> str:
     return " ".join(parts)
 
 
-def print_plan(shape, rates, pops, result, command: str, format_bytes) -> None:
+def print_plan(shape, rates, pops, result, command: str) -> None:
     from rich.table import Table
+
+    from hotrec.placement.bytesize import format_bytes
 
     def ms(s: float | None) -> str:
         return "-" if s is None else f"{s * 1e3:.2f}"

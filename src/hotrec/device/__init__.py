@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from hotrec.device.base import Device, Event, HostDevice, Readback, Stream
@@ -19,6 +21,7 @@ __all__ = [
     "as_device",
     "cuda_available",
     "make_device",
+    "set_deterministic",
 ]
 
 
@@ -58,3 +61,11 @@ def as_device(device: Device | torch.device | str) -> Device:
 
         return CudaDevice(device.index)
     raise HotrecError(f"unknown device {device}: use {', '.join(DEVICE_CHOICES)}")
+
+
+def set_deterministic() -> None:
+    """Deterministic kernels everywhere (train.deterministic): torch's deterministic
+    algorithms, and the cuBLAS workspace setting they need on CUDA. Process-wide, as torch's
+    setting is; a nondeterministic op then raises instead of running."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)

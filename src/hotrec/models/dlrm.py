@@ -31,3 +31,12 @@ class DLRM(nn.Module):
     def dense_parameters(self) -> list[nn.Parameter]:
         """Parameters updated by the dense optimizer (embedding rows are buffers, updated sparsely)."""
         return [p for p in self.parameters() if p.requires_grad]
+
+
+def place_model(model: DLRM, device) -> None:
+    """MLPs, interaction and dense embedding parts in `device` memory (a Device); embedding
+    rows stay in host memory (the baseline placement)."""
+    for name, child in model.named_children():
+        if name != "embeddings":
+            device.place_module(child)
+    model.embeddings.place(device)

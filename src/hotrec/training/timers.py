@@ -74,3 +74,30 @@ class StepTimer:
 
     def split(self) -> dict[str, float]:
         return {k: round(v, 4) for k, v in self.seconds.items()}
+
+
+class SyncsPerStep:
+    """Device-to-host synchronizations per training step, on a device that counts them:
+    `summary` is {mean, max, steps, total, by_op} (empty where nothing is counted)."""
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+        self.summary: dict = {}
+
+    @contextmanager
+    def step(self):
+        dev = self.device
+        if not dev.counts_syncs:
+            yield
+            return
+        before, ops_before = dev.syncs, dev.sync_ops.copy()
+        yield
+        n = dev.syncs - before
+        s = self.summary or {"mean": 0.0, "max": 0, "steps": 0, "total": 0, "by_op": {}}
+        for op, count in (dev.sync_ops - ops_before).items():
+            s["by_op"][op] = s["by_op"].get(op, 0) + count
+        s["steps"] += 1
+        s["total"] += n
+        s["max"] = max(s["max"], n)
+        s["mean"] = round(s["total"] / s["steps"], 3)
+        self.summary = s

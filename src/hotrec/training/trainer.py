@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -15,24 +14,24 @@ import torch
 from hotrec.config import RunConfig, config_from_dict
 from hotrec.data.format import SPLITS, Dataset, open_dataset
 from hotrec.data.loader import BatchLoader
-from hotrec.device import Device, make_device
+from hotrec.device import make_device, set_deterministic
 from hotrec.embeddings.describe import describe, lookup_ms
 from hotrec.errors import HotrecError
 from hotrec.fileio import write_json_atomic
-from hotrec.integrity import non_finite_entry
 from hotrec.models.builders import build_dlrm
-from hotrec.models.dlrm import DLRM
+from hotrec.models.dlrm import place_model
 from hotrec.progress import make_progress
 from hotrec.training import runlog
 from hotrec.training.checkpoint import load_checkpoint, save_checkpoint
 from hotrec.training.context import StepContext
+from hotrec.training.diagnosis import why_non_finite
 from hotrec.training.evaluation import evaluate
 from hotrec.training.interrupts import stop_on_sigint
 from hotrec.training.optim import build_dense_optimizer
 from hotrec.training.schedules import check_schedule, make_schedule, order_options
 from hotrec.training.schedules.base import StepResult
 from hotrec.training.steps import NonFiniteLoss, autocast
-from hotrec.training.timers import StepTimer
+from hotrec.training.timers import StepTimer, SyncsPerStep
 
 
 @dataclass
@@ -49,23 +48,6 @@ class TrainState:
 
 
 AUTO_EVAL_STEPS = 4000  # auto validation: per epoch, or 4 times per epoch above this
-
-
-def set_deterministic() -> None:
-    """Deterministic kernels everywhere (train.deterministic): torch's deterministic
-    algorithms, and the cuBLAS workspace setting they need on CUDA. Process-wide, as torch's
-    setting is; a nondeterministic op then raises instead of running."""
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
-
-
-def place_model(model: DLRM, device: Device) -> None:
-    """MLPs, interaction and dense embedding parts in `device` memory; embedding rows stay in
-    host memory (baseline)."""
-    for name, child in model.named_children():
-        if name != "embeddings":
-            device.place_module(child)
-    model.embeddings.place(device)
 
 
 class Trainer:
@@ -100,7 +82,7 @@ class Trainer:
             self.dataset.split("train"), d.batch_size, d.shuffle, cfg.train.seed, d.prefetch, pin
         )
         self.state = TrainState()
-        self._syncs: dict = {}  # device-to-host syncs per training step (emulated device)
+        self.syncs = SyncsPerStep(self.device)  # device-to-host syncs per training step
         self.timer = StepTimer(self.device)
         self.ctx = StepContext(
             model=self.model,
@@ -167,20 +149,8 @@ class Trainer:
         """One optimizer step on one batch, the way the schedule runs it; on a device that
         counts device-to-host synchronizations, the step's count is kept."""
         self.ctx.step = self.state.step
-        before = self.device.syncs
-        ops_before = self.device.sync_ops.copy() if self.device.counts_syncs else None
-        result = self.schedule.step(batch)
-        if self.device.counts_syncs:
-            n = self.device.syncs - before
-            s = self._syncs or {"mean": 0.0, "max": 0, "steps": 0, "total": 0, "by_op": {}}
-            for op, count in (self.device.sync_ops - ops_before).items():
-                s["by_op"][op] = s["by_op"].get(op, 0) + count
-            s["steps"] += 1
-            s["total"] += n
-            s["max"] = max(s["max"], n)
-            s["mean"] = round(s["total"] / s["steps"], 3)
-            self._syncs = s
-        return result
+        with self.syncs.step():
+            return self.schedule.step(batch)
 
     def fit(self, should_stop: Callable[[TrainState], bool] | None = None) -> dict:
         """Train until the configured epochs / max_steps, an interrupt, or should_stop(state)."""
@@ -210,7 +180,8 @@ class Trainer:
                             result = self.step(batch)
                         except NonFiniteLoss as e:
                             log.write({"kind": "error", "step": st.step + 1, "error": str(e)})
-                            raise NonFiniteLoss(f"{e}; {self._why_non_finite(batch)}") from None
+                            why = why_non_finite(batch, self.model, self.dataset, self.run_dir)
+                            raise NonFiniteLoss(f"{e}; {why}") from None
                         st.batch, st.samples = st.batch + 1, st.samples + len(batch)
                         if not result.trained:  # every input filtered out (slipstream)
                             if interrupted.is_set() or (should_stop and should_stop(st)):
@@ -307,7 +278,7 @@ class Trainer:
             "wall_s": round(seconds, 3),
             "samples_per_s": round(samples / seconds, 1) if seconds > 0 else 0.0,
             "device": str(self.device),
-            **({"syncs_per_step": self._syncs} if self._syncs else {}),
+            **({"syncs_per_step": self.syncs.summary} if self.syncs.summary else {}),
             "placement": self.schedule.stats(),
             "embedding": self._describe_embedding(),
         }
@@ -353,47 +324,6 @@ class Trainer:
         if log is not None:  # the end-of-run evaluation: a resumed run drops it from the log
             log.write({**record, "final": True})
         return record
-
-    def _why_non_finite(self, batch) -> str:
-        """Non-finite inputs (named by file and row), else non-finite parameters, else the
-        learning rate: with the last good checkpoint to go back to."""
-        dense = getattr(getattr(batch, "batch", batch), "dense", None)  # a prepared item
-        if isinstance(dense, torch.Tensor) and not bool(torch.isfinite(dense).all()):
-            where = _first_non_finite_row(self.dataset.split("train"), self.dataset.path)
-            return f"{where}; fix the data or prepare it again ({self._last_good()})"
-        bad = non_finite_entry(dict(self.model.named_parameters()))
-        if bad:
-            return (
-                f"parameter {bad} became NaN or infinite: lower the learning rate and resume "
-                f"from the {self._last_good()}"
-            )
-        return f"lower the learning rate and resume from the {self._last_good()}"
-
-    def _last_good(self) -> str:
-        path = self.run_dir / runlog.CHECKPOINT
-        if not path.exists():
-            return "last good checkpoint: none was written yet"
-        try:
-            step = load_checkpoint(path)["state"].get("step", "?")
-        except HotrecError as e:
-            return f"last good checkpoint: none, the saved one is not usable: {e}"
-        return f"last good checkpoint: {path} (step {step})"
-
-
-def _first_non_finite_row(arrays, dataset: Path) -> str:
-    """The first non-finite dense value of the training split: file, row and column."""
-    chunk = 1 << 18
-    for a in range(0, len(arrays), chunk):
-        block = np.asarray(arrays.dense[a : a + chunk])
-        bad = ~np.isfinite(block)
-        if bad.any():
-            row, col = (int(x[0]) for x in np.nonzero(bad))
-            count = int(bad.any(axis=1).sum())
-            return (
-                f"the input is not finite: {dataset}/train/dense.npy row {a + row} column {col} "
-                f"holds {block[row, col]} ({count} such rows in rows {a}..{a + len(block) - 1})"
-            )
-    return "the batch's dense values were not finite"
 
 
 def start_run(cfg: RunConfig, run_dir: Path, overwrite: bool = False) -> Trainer:

@@ -92,7 +92,9 @@ class Hotline(Schedule):
         self.lookahead = ahead if ahead >= 0 else 0 if ctx.device.is_host else AUTO_LOOKAHEAD
         self.store = self.routed.store
         self.seq = 0
-        self.written = torch.zeros(self.store.num_rows, dtype=torch.int32)  # seq of last write
+        # seq of each host row's last write; inline (lookahead 0) nothing is gathered ahead
+        rows = self.store.num_rows
+        self.written = torch.zeros(rows, dtype=torch.int32) if self.lookahead else None
         self.side = None if ctx.device.is_host else ctx.device.side_stream()
         self.popular_samples = self.samples = self.patched_rows = 0
         self.reprofiler = Reprofiler(ctx.placement.reprofile_every, self.hotset.capacity)
@@ -141,7 +143,8 @@ class Hotline(Schedule):
             self.routed.expect(plan)
         loss = train_step(t, micro, item.positions)
         self.seq += 1  # after this step's host writes: a gather reading seq sees them
-        self.written.index_fill_(0, item.cold_rows, self.seq)
+        if self.written is not None:
+            self.written.index_fill_(0, item.cold_rows, self.seq)
         self.routed.prefetched = None
         self.reprofiler.record(item.ids)
         if self.reprofiler.due(t.step + 1):
