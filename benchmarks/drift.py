@@ -2,7 +2,7 @@
 
 Synthetic criteo-kaggle-profile data with drift (the teacher's weights and the popular rows
 move a little every day): each interaction (dot, cat, cross, attention, masked_transformer)
-trains on the early days with the criteo-kaggle preset, then is evaluated on every later day
+trains on the early days with the dlrm-reference preset (SGD), then is evaluated on every later day
 separately. Validation AUC on held-out rows of the last day every --eval-every steps gives the
 convergence curve (AUC vs samples seen); the median step time is measured afterwards with all
 interactions side by side, interleaved round by round, on the same batches.
@@ -133,7 +133,7 @@ def _capped(ds: Dataset, split: str, rows: int) -> RowRange:
 
 
 def run_config(args, data: Path, interaction: str, seed: int):
-    cfg = load_config("criteo-kaggle", [f"data.path={str(data)!r}"])
+    cfg = load_config("dlrm-reference", [f"data.path={str(data)!r}"])
     return replace(
         cfg,
         data={"batch_size": args.batch_size, "prefetch": 2},
@@ -543,7 +543,7 @@ def run(args) -> dict:
         "command": command_line(),
         "machine": machine(),
         "setup": {
-            "preset": "criteo-kaggle (D=16, bottom 512-256-64-16, top 512-256-1, SGD 0.1)",
+            "preset": "dlrm-reference (D=16, bottom 512-256-64-16, top 512-256-1, SGD 0.1)",
             "device": args.device,
             "batch_size": args.batch_size,
             "seeds": args.seeds,

@@ -50,7 +50,7 @@ def run(args) -> dict:
     devices = args.devices.split(",")
     out = {}
     for device in devices:
-        cfg = load_config("criteo-kaggle", [f"data.path={str(data)!r}",
+        cfg = load_config("dlrm-reference", [f"data.path={str(data)!r}",
                                             f"train.device={device!r}",
                                             f"placement.hot_budget={args.hot_budget!r}"])  # fmt: skip
         shape, rates, pops = measure(cfg, dataset, [budget])

@@ -38,7 +38,7 @@ def train(args: argparse.Namespace, data: Path, tag: str) -> dict:
         f"model.dhe_hashes={args.dhe_hashes}",
         f"train.epochs={args.epochs}",
     ]
-    cfg = load_config("criteo-kaggle", overrides + list(args.set))
+    cfg = load_config("dlrm-reference", overrides + list(args.set))
     names = args.representations.split(",")
     run_dir = args.workdir / f"repr-{tag}"
     out = train_representations(cfg, names, run_dir, overwrite=True)
@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> dict:
             "device": args.device,
             "repeats": args.repeats,
             "mp_cache_per_feature": args.mp_cache,
-            "preset": "criteo-kaggle",
+            "preset": "dlrm-reference",
             "overrides": list(args.set),
         },
         "datasets": results,

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> dict:
     runs: dict[str, list[dict]] = {s: [] for s in variants}
     for r in range(args.rounds):
         for s in variants if r % 2 == 0 else variants[::-1]:  # interleaved, order alternating
-            cfg = load_config("criteo-kaggle", common + variant(s))
+            cfg = load_config("dlrm-reference", common + variant(s))
             trainer = start_run(cfg, args.workdir / f"run-sched-{s}", overwrite=True)
             res = trainer.fit()
             runs[s].append(
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> dict:
         }
     for s in variants:  # what a CUDA device would wait for, counted on the emulated device
         if args.sync_steps:
-            cfg = load_config("criteo-kaggle", common[:1] + common[2:] + variant(s) + [
+            cfg = load_config("dlrm-reference", common[:1] + common[2:] + variant(s) + [
                 "train.device='emulated'", "train.precision='fp32'",
                 f"train.max_steps={args.sync_steps}"])  # fmt: skip
             res = start_run(cfg, args.workdir / f"run-sync-{s}", overwrite=True).fit()

@@ -8,7 +8,7 @@ the benchmark runs.)
 
 Each round trains one epoch of every schedule under both trees, alternating which tree goes
 first, each run in a fresh interpreter with PYTHONPATH at the tree's src/ (same dataset, same
-config: the criteo-kaggle preset on the synthetic criteo-kaggle profile). Reports per
+config: the dlrm-reference preset on the synthetic criteo-kaggle profile). Reports per
 schedule the median epoch time of each tree, the per-round ratio after/before (median, min,
 max) and both val AUCs. The question it answers: is any schedule slower than before beyond
 the spread?
@@ -45,7 +45,7 @@ def worker(args: argparse.Namespace) -> None:
     from hotrec.training.trainer import start_run
 
     cfg = load_config(
-        "criteo-kaggle",
+        "dlrm-reference",
         [
             f"data.path={args.data!r}",
             "train.device='cpu'",

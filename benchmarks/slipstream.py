@@ -20,7 +20,7 @@ VARIANTS = tuple((s, ss) for s in SCHEDULES for ss in (False, True))
 
 def train(args, data: Path, schedule: str, slipstream: bool, target: float = 0.3) -> dict:
     cfg = load_config(
-        "criteo-kaggle",
+        "dlrm-reference",
         [
             f"data.path={str(data)!r}",
             f"train.device={args.device!r}",

@@ -1,4 +1,4 @@
-"""Training throughput of the criteo-kaggle preset against a plain-PyTorch loop of the same model.
+"""Training throughput of the dlrm-reference preset against a plain-PyTorch loop of the same model.
 
 Side by side in one process, interleaved over several rounds (the machine is shared and noisy):
   * hotrec step   : Trainer.step on pre-loaded batches (fused store, row-wise sparse SGD)
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> dict:
     ]
     # bf16 autocast is not emulated: the emulated device (the GPU check's CI run) runs fp32 only
     precisions = PRECISIONS if args.device != "emulated" else ("fp32",)
-    cfgs = {p: load_config("criteo-kaggle", base + [f"train.precision={p!r}"]) for p in precisions}
+    cfgs = {p: load_config("dlrm-reference", base + [f"train.precision={p!r}"]) for p in precisions}
     trainers = {
         p: start_run(c, args.workdir / f"run-step-{p}", overwrite=True) for p, c in cfgs.items()
     }
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> dict:
         "command": command_line(),
         "machine": machine(),
         "setup": {
-            "preset": "criteo-kaggle",
+            "preset": "dlrm-reference",
             "rows": args.rows,
             "max_table_rows": args.max_table_rows,
             "batch_size": args.batch_size,
@@ -184,7 +184,7 @@ def plot(result: dict, path: Path) -> None:
             rates[n], i, f" {rates[n] / rates['plain_pytorch']:.2f}x plain", va="center", fontsize=8
         )
     a.set_xlabel("samples/s (median of rounds)")
-    a.set_title(f"criteo-kaggle preset, batch {result['setup']['batch_size']}", fontsize=10)
+    a.set_title(f"dlrm-reference preset, batch {result['setup']['batch_size']}", fontsize=10)
     splits = result["e2e_time_split_s"]
     sections = sorted({k for v in splits.values() for k in v})
     left = [0.0] * len(splits)

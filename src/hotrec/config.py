@@ -115,8 +115,9 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-PRESETS = ("criteo-kaggle", "criteo-terabyte", "movielens", "avazu", "tiny")
-# The preset a dataset's source (meta.json "source") gets when --preset is not given.
+PRESETS = ("criteo-kaggle", "criteo-terabyte", "movielens", "avazu", "tiny", "dlrm-reference")
+# The preset a dataset's source (meta.json "source") gets when --preset is not given; a
+# synthetic dataset gets the preset of its profile (SYNTHETIC_PRESETS).
 SOURCE_PRESETS = {
     "criteo-kaggle": "criteo-kaggle",
     "criteo-terabyte": "criteo-terabyte",
@@ -124,6 +125,16 @@ SOURCE_PRESETS = {
     "movielens-1m": "movielens",
     "avazu": "avazu",
 }
+SYNTHETIC_PRESETS = {"criteo-kaggle": "criteo-kaggle", "criteo-terabyte": "criteo-terabyte"}
+
+
+def preset_for_meta(meta: dict) -> tuple[str | None, str]:
+    """The preset a dataset's meta.json asks for, and what it was chosen from (for a message)."""
+    source = meta.get("source")
+    if source == "synthetic":
+        profile = (meta.get("options") or {}).get("profile")
+        return SYNTHETIC_PRESETS.get(profile), f"synthetic, profile {profile}"
+    return SOURCE_PRESETS.get(source), str(source)
 
 
 def preset_path(name: str) -> Path:

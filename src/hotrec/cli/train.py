@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from hotrec.cli.report import console, print_representations, print_results
-from hotrec.config import CHOICES, PRESETS, SOURCE_PRESETS, load_config
+from hotrec.config import CHOICES, PRESETS, load_config, preset_for_meta
 from hotrec.errors import HotrecError
 from hotrec.training.schedules import SCHEDULES, help_text
 
@@ -233,13 +233,12 @@ def resolve_preset(preset: str | None, data: Path, say=None) -> str | None:
         return preset
     from hotrec.data.format import open_dataset
 
-    source = open_dataset(data).meta.get("source")
-    chosen = SOURCE_PRESETS.get(source)
+    chosen, source = preset_for_meta(open_dataset(data).meta)
     say = say or console.print
     if chosen:
         say(f"preset: {chosen} (the dataset's source is {source}; --preset picks another)")
     else:
-        say(f"preset: none, the defaults (no preset for source {source!r}; --preset picks one)")
+        say(f"preset: none, the defaults (no preset for source {source}; --preset picks one)")
     return chosen
 
 
