@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hotrec.data.format import DatasetWriter
+from hotrec.data.format import SPLITS, DatasetWriter, open_dataset
 from hotrec.types import Schema, TableSpec
 
 
@@ -45,3 +45,46 @@ def write_toy_dataset(
 @pytest.fixture
 def toy_dataset(tmp_path: Path) -> Path:
     return write_toy_dataset(tmp_path / "toy")
+
+
+def write_bag_dataset(
+    src: Path,
+    out: Path,
+    pooling: dict[int, str],
+    max_extra: int = 0,
+    empty_share: float = 0.0,
+    seed: int = 0,
+) -> Path:
+    """A copy of the one-hot dataset `src` whose tables `pooling` (index -> sum | mean) are
+    multi-hot: each row's bag is its one-hot id followed by up to `max_extra` random ids of
+    the same table, or empty for about `empty_share` of the rows. max_extra=0, empty_share=0:
+    every bag holds exactly the one-hot id."""
+    rng = np.random.default_rng(seed)
+    ds = open_dataset(src)
+    schema = Schema(
+        ds.schema.dense_names,
+        tuple(
+            TableSpec(t.name, t.rows, pooling.get(i, "")) for i, t in enumerate(ds.schema.tables)
+        ),
+    )
+    with DatasetWriter(out) as w:
+        for split in SPLITS:
+            if not ds.has_split(split):
+                continue
+            a = ds.split(split)
+            n, ids = len(a), np.asarray(a.sparse)
+            bags = {}
+            for t in schema.bag_tables:
+                keep = rng.random(n) >= empty_share
+                lengths = np.where(keep, 1 + rng.integers(0, max_extra + 1, n), 0)
+                offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+                values = rng.integers(0, schema.tables[t].rows, int(offsets[-1]))
+                values[offsets[:-1][keep]] = ids[keep, t]  # the one-hot id first
+                bags[t] = (values, offsets)
+            dst = w.create_split(split, n, schema, {t: len(v) for t, (v, _) in bags.items()})
+            dst.dense[:], dst.label[:] = a.dense, a.label
+            dst.sparse[:] = ids[:, schema.one_hot_tables]
+            for (values, offsets), t in zip(dst.bags, schema.bag_tables, strict=True):
+                values[:], offsets[:] = bags[t]
+        w.commit(schema, {"source": "toy"})
+    return out

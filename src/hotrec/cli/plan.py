@@ -49,7 +49,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hotrec.data.format import open_dataset
+    from hotrec.data.format import open_dataset, require_one_hot
     from hotrec.placement.planner import plan
     from hotrec.placement.popularity import parse_bytes
     from hotrec.training.plan import measure
@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         if not budgets or min(budgets) < 1:
             raise HotrecError(f"--budgets needs positive byte sizes, got {args.budgets!r}")
     dataset = open_dataset(cfg.data.path)
+    require_one_hot(dataset.schema, "hotrec plan")
     from hotrec.progress import console as progress
 
     say = (lambda m: None) if args.json else (lambda m: progress.print(f"[dim]{m}...[/dim]"))

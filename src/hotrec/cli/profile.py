@@ -75,9 +75,10 @@ def run(args: argparse.Namespace) -> int:
         from hotrec.placement.popularity_plot import require_pyplot
 
         require_pyplot()  # fail before the work, not after it
-    from hotrec.data.format import open_dataset
+    from hotrec.data.format import open_dataset, require_one_hot
 
     ds = open_dataset(args.dataset)
+    require_one_hot(ds.schema, "hotrec profile")
     out = args.out or Path("runs") / "profile" / f"{ds.path.resolve().name}-hotset.npz"
     if _inside(out, ds.path):
         raise HotrecError(f"{out} is inside the dataset directory; choose another --out")

@@ -1,5 +1,9 @@
 """The dataset directory: meta.json + per-split dense/sparse/label .npy memmaps.
 
+A multi-hot (bag) table t is stored jagged beside them: ``bag-<t>-values.npy`` (every row's
+ids, row after row) and ``bag-<t>-offsets.npy`` ([N + 1] int64: row i's ids are
+values[offsets[i]:offsets[i + 1]]); sparse.npy then holds only the one-hot tables' columns.
+
 A dataset is written into a hidden temporary directory beside its destination and renamed
 into place last, so a half-written dataset never looks complete. ``checksums.json`` holds
 the BLAKE2b digest of every file, checked by ``hotrec info --verify``.
@@ -79,22 +83,41 @@ class DatasetWriter:
         """Where files go before the commit (for extras such as vocabularies)."""
         return self.tmp_dir
 
-    def create_split(self, split: str, n: int, schema: Schema) -> SplitArrays:
-        """Allocate writable memmaps for one split of n rows."""
+    def create_split(
+        self, split: str, n: int, schema: Schema, bag_values: dict[int, int] | None = None
+    ) -> SplitArrays:
+        """Allocate writable memmaps for one split of n rows; `bag_values` gives each bag
+        table's (schema index ->) total ids in the split, whose values and offsets the
+        caller fills."""
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}")
         d = self.tmp_dir / split
         d.mkdir(exist_ok=True)
+        dtype = sparse_dtype_for(schema)
+        bags = []
+        for t in schema.bag_tables:
+            values, offsets = bag_files(t)
+            total = (bag_values or {}).get(t)
+            if total is None:
+                raise ValueError(f"no size given for the ids of bag table {t}")
+            bags.append(
+                (
+                    np.lib.format.open_memmap(d / values, "w+", dtype, (total,)),
+                    np.lib.format.open_memmap(d / offsets, "w+", np.int64, (n + 1,)),
+                )
+            )
         arrays = SplitArrays(
             dense=np.lib.format.open_memmap(
                 d / "dense.npy", "w+", np.float32, (n, schema.num_dense)
             ),
             sparse=np.lib.format.open_memmap(
-                d / "sparse.npy", "w+", sparse_dtype_for(schema), (n, schema.num_tables)
+                d / "sparse.npy", "w+", dtype, (n, len(schema.one_hot_tables))
             ),
             label=np.lib.format.open_memmap(d / "label.npy", "w+", np.float32, (n,)),
+            bags=tuple(bags),
+            layout=BagLayout.of(schema),
         )
-        self._arrays += [arrays.dense, arrays.sparse, arrays.label]
+        self._arrays += [arrays.dense, arrays.sparse, arrays.label, *(a for b in bags for a in b)]
         self.splits[split] = n
         return arrays
 
@@ -104,8 +127,8 @@ class DatasetWriter:
             a.flush()
         self._arrays.clear()
         for name in self.splits:  # data on disk before the rename makes it look complete
-            for f in ("dense.npy", "sparse.npy", "label.npy"):
-                _fsync(self.tmp_dir / name / f)
+            for f in (self.tmp_dir / name).glob("*.npy"):
+                _fsync(f)
         full = {
             "format_version": FORMAT_VERSION,
             "schema": schema.to_dict(),
@@ -156,15 +179,46 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def require_one_hot(schema: Schema, what: str) -> None:
+    """One-line refusal for code that does not take multi-hot (bag) tables yet."""
+    if schema.has_bags:
+        bags = ", ".join(schema.tables[t].name for t in schema.bag_tables)
+        raise HotrecError(f"{what} does not take multi-hot tables yet ({bags} in this dataset)")
+
+
+def bag_files(table: int) -> tuple[str, str]:
+    """File names of a bag table's values and offsets inside a split directory."""
+    return f"bag-{table}-values.npy", f"bag-{table}-offsets.npy"
+
+
+@dataclass(frozen=True)
+class BagLayout:
+    """Where each table's ids are in a split with bag tables: `one_hot` (schema indices of
+    sparse.npy's columns) and `bag` (schema indices of the bag arrays, in order)."""
+
+    num_tables: int
+    one_hot: tuple[int, ...]
+    bag: tuple[int, ...]
+
+    @classmethod
+    def of(cls, schema: Schema) -> BagLayout | None:
+        if not schema.has_bags:
+            return None
+        return cls(schema.num_tables, tuple(schema.one_hot_tables), tuple(schema.bag_tables))
+
+
 @dataclass
 class SplitArrays:
-    """One split's arrays: dense [N, F_d] float32, sparse [N, T] int32/64, label [N] float32."""
+    """One split's arrays: dense [N, F_d] float32, sparse [N, T] int32/64, label [N] float32;
+    with bag tables, sparse [N, T_one_hot] and per bag table (values [L], offsets [N + 1])."""
 
     dense: np.ndarray
     sparse: np.ndarray
     label: np.ndarray
     table_rows: np.ndarray | None = None  # [T] when known: the loader checks every batch
     source: str = ""  # the split directory, for error messages
+    bags: tuple[tuple[np.ndarray, np.ndarray], ...] = ()  # (values, offsets) per bag table
+    layout: BagLayout | None = None  # None: every table one-hot, sparse [N, T]
 
     def __len__(self) -> int:
         return self.label.shape[0]
@@ -175,15 +229,31 @@ class SplitArrays:
         cached range check."""
         if self.table_rows is None or ids.size == 0:
             return
-        if ids.min() >= 0 and (ids.max(axis=0) < self.table_rows).all():
+        columns = list(self.layout.one_hot) if self.layout else list(range(ids.shape[1]))
+        limits = self.table_rows[columns]
+        if ids.min() >= 0 and (ids.max(axis=0) < limits).all():
             return
-        bad = (ids < 0) | (ids >= self.table_rows)
-        row, t = (int(x[0]) for x in np.nonzero(bad))
+        bad = (ids < 0) | (ids >= limits)
+        row, c = (int(x[0]) for x in np.nonzero(bad))
         where = (rows.start or 0) + row if isinstance(rows, slice) else int(rows[row])
         raise HotrecError(
-            f"{self.source}/sparse.npy row {where}: id {int(ids[row, t])} of table "
-            f"{t} is outside its {int(self.table_rows[t])} rows (meta.json); the dataset is "
+            f"{self.source}/sparse.npy row {where}: id {int(ids[row, c])} of table "
+            f"{columns[c]} is outside its {int(limits[c])} rows (meta.json); the dataset is "
             "damaged or its meta.json does not match it"
+        )
+
+    def check_bag_ids(self, j: int, values: np.ndarray) -> None:
+        """The same guard for the ids of bag table number j (in layout.bag order)."""
+        if self.table_rows is None or values.size == 0:
+            return
+        t = self.layout.bag[j]
+        low, high = int(values.min()), int(values.max())
+        if low >= 0 and high < self.table_rows[t]:
+            return
+        raise HotrecError(
+            f"{self.source}/{bag_files(t)[0]}: id {low if low < 0 else high} of table {t} is "
+            f"outside its {int(self.table_rows[t])} rows (meta.json); the dataset is damaged "
+            "or its meta.json does not match it"
         )
 
 
@@ -199,24 +269,38 @@ class Dataset:
         if name not in self.meta["splits"]:
             raise HotrecError(f"{self.path} has no split {name!r}")
         d, n = self.path / name, self.meta["splits"][name]
+        bags = tuple(
+            tuple(_open_array(d / f) for f in bag_files(t)) for t in self.schema.bag_tables
+        )
         arrays = SplitArrays(
             dense=_open_array(d / "dense.npy"),
             sparse=_open_array(d / "sparse.npy"),
             label=_open_array(d / "label.npy"),
             table_rows=np.asarray(self.schema.table_rows, dtype=np.int64),
             source=str(d),
+            bags=bags,
+            layout=BagLayout.of(self.schema),
         )
         expect = {
-            "dense": ((n, self.schema.num_dense), "f"),
-            "sparse": ((n, self.schema.num_tables), "iu"),
-            "label": ((n,), "f"),
+            "dense.npy": (arrays.dense, (n, self.schema.num_dense), "f"),
+            "sparse.npy": (arrays.sparse, (n, len(self.schema.one_hot_tables)), "iu"),
+            "label.npy": (arrays.label, (n,), "f"),
         }
-        for key, (shape, kinds) in expect.items():
-            array = getattr(arrays, key)
+        for t, (values, offsets) in zip(self.schema.bag_tables, bags, strict=True):
+            names = bag_files(t)
+            expect[names[0]] = (values, (values.shape[0],) if values.ndim == 1 else (-1,), "iu")
+            expect[names[1]] = (offsets, (n + 1,), "i")
+        for key, (array, shape, kinds) in expect.items():
             if array.shape != shape:
-                raise HotrecError(f"{d}/{key}.npy has shape {array.shape}, meta.json says {shape}")
+                raise HotrecError(f"{d}/{key} has shape {array.shape}, meta.json says {shape}")
             if array.dtype.kind not in kinds:
-                raise HotrecError(f"{d}/{key}.npy holds {array.dtype}, not {_KIND_NAMES[kinds]}")
+                raise HotrecError(f"{d}/{key} holds {array.dtype}, not {_KIND_NAMES[kinds]}")
+        for t, (values, offsets) in zip(self.schema.bag_tables, bags, strict=True):
+            if int(offsets[0]) != 0 or int(offsets[-1]) != values.shape[0]:
+                raise HotrecError(
+                    f"{d}/{bag_files(t)[1]} does not span {bag_files(t)[0]} (offsets "
+                    f"{int(offsets[0])}..{int(offsets[-1])}, {values.shape[0]} ids)"
+                )
         _check_ranges(self, name, arrays)
         return arrays
 
@@ -232,13 +316,14 @@ def _open_array(path: Path) -> np.ndarray:
         raise HotrecError(f"{path}: damaged dataset array ({e}); prepare it again") from None
 
 
-_KIND_NAMES = {"f": "floating-point values", "iu": "integer ids"}
+_KIND_NAMES = {"f": "floating-point values", "iu": "integer ids", "i": "signed integers"}
 
 
 def _stamp(arrays_dir: Path) -> list[list[int]]:
     """Size and mtime of a split's files: a cached check holds while these are unchanged."""
     out = []
-    for f in ("sparse.npy", "label.npy"):
+    bags = sorted(f.name for f in arrays_dir.glob("bag-*.npy"))
+    for f in ("sparse.npy", "label.npy", *bags):
         st = (arrays_dir / f).stat()
         out.append([st.st_size, st.st_mtime_ns])
     return out
@@ -270,11 +355,15 @@ def _check_ranges(ds: Dataset, split: str, arrays: SplitArrays) -> None:
         raise HotrecError(
             f"{cache_file} is damaged and was removed; open the dataset again"
         ) from None
+    for t, ordered in zip(ds.schema.bag_tables, entry.get("offsets_ordered", ()), strict=False):
+        if not ordered:
+            raise HotrecError(f"{src}/{bag_files(t)[1]}: offsets decrease; the dataset is damaged")
     for t, table in enumerate(ds.schema.tables):
         if len(arrays) and (lows[t] < 0 or highs[t] >= table.rows):
             value = lows[t] if lows[t] < 0 else highs[t]
+            where = bag_files(t)[0] if table.is_bag else "sparse.npy"
             raise HotrecError(
-                f"{src}/sparse.npy: table {table.name} holds id {value}, outside its "
+                f"{src}/{where}: table {table.name} holds id {value}, outside its "
                 f"{table.rows} rows in meta.json; the dataset is damaged or meta.json does not "
                 "match it"
             )
@@ -284,10 +373,11 @@ def _check_ranges(ds: Dataset, split: str, arrays: SplitArrays) -> None:
 
 
 def _scan(arrays: SplitArrays) -> dict:
-    """One chunked pass: per-table min and max id, and the smallest and largest label."""
-    tables = arrays.sparse.shape[1]
-    lows = np.full(tables, np.iinfo(np.int64).max, dtype=np.int64)
-    highs = np.full(tables, np.iinfo(np.int64).min, dtype=np.int64)
+    """One chunked pass: per-table (schema order) min and max id, the smallest and largest
+    label, and whether each bag table's offsets never decrease."""
+    columns = arrays.sparse.shape[1]
+    lows = np.full(columns, np.iinfo(np.int64).max, dtype=np.int64)
+    highs = np.full(columns, np.iinfo(np.int64).min, dtype=np.int64)
     label = [np.inf, -np.inf]
     for a in range(0, len(arrays), _SCAN_ROWS):
         ids = np.asarray(arrays.sparse[a : a + _SCAN_ROWS])
@@ -300,7 +390,26 @@ def _scan(arrays: SplitArrays) -> dict:
                 label = [float("nan"), float("nan")]
                 break
             label = [min(label[0], float(lab.min())), max(label[1], float(lab.max()))]
-    return {"min": lows.tolist(), "max": highs.tolist(), "label": label}
+    if arrays.layout is None:
+        return {"min": lows.tolist(), "max": highs.tolist(), "label": label}
+    n = arrays.layout.num_tables
+    low, high = [0] * n, [0] * n  # a bag table without ids holds nothing out of range
+    for c, t in enumerate(arrays.layout.one_hot):
+        low[t], high[t] = int(lows[c]), int(highs[c])
+    ordered = []
+    for t, (values, offsets) in zip(arrays.layout.bag, arrays.bags, strict=True):
+        lo, hi, ok = np.iinfo(np.int64).max, np.iinfo(np.int64).min, True
+        for a in range(0, values.shape[0], _SCAN_ROWS):
+            chunk = np.asarray(values[a : a + _SCAN_ROWS])
+            lo, hi = min(lo, int(chunk.min())), max(hi, int(chunk.max()))
+        for a in range(0, offsets.shape[0], _SCAN_ROWS):
+            ok = ok and bool(
+                (np.diff(np.asarray(offsets[max(a - 1, 0) : a + _SCAN_ROWS])) >= 0).all()
+            )
+        if values.shape[0]:
+            low[t], high[t] = lo, hi
+        ordered.append(ok)
+    return {"min": low, "max": high, "label": label, "offsets_ordered": ordered}
 
 
 def open_dataset(path: str | os.PathLike) -> Dataset:

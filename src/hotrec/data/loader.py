@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from hotrec.data.format import SplitArrays
+from hotrec.data.jagged import sample_major, take_rows
 from hotrec.threads import one_openmp_thread
 from hotrec.types import Batch
 
@@ -72,8 +73,18 @@ def make_batch(arrays: SplitArrays, rows: slice | np.ndarray, pin_memory: bool =
         dense=torch.from_numpy(np.asarray(arrays.dense[rows], dtype=np.float32).copy()),
         sparse=torch.from_numpy(ids),
         label=torch.from_numpy(np.asarray(arrays.label[rows], dtype=np.float32).copy()),
+        bags=None if arrays.layout is None else _bags(arrays, ids, rows),
     )
     return batch.pin_memory() if pin_memory else batch
+
+
+def _bags(arrays: SplitArrays, one_hot: np.ndarray, rows: slice | np.ndarray):
+    """Every table's ids of `rows` as sample-major Bags (a split with bag tables)."""
+    bags = [take_rows(values, offsets, rows) for values, offsets in arrays.bags]
+    for j, (values, _) in enumerate(bags):
+        arrays.check_bag_ids(j, values)
+    layout = arrays.layout
+    return sample_major(one_hot, layout.one_hot, bags, layout.bag, layout.num_tables)
 
 
 class IndexBatches:

@@ -49,20 +49,30 @@ def skew_summary(
 
     The top k rows are k = max(1, int(fraction x the table's rows)) of its cardinality, id 0
     (missing / rare) included like any other row: it is a row the model looks up. Counts come
-    from np.bincount over the split's sparse column, read in chunks. Only the first max_rows
+    from np.bincount over the split's sparse column (a bag table: every id of its bags), read
+    in chunks. Only the first max_rows
     rows are counted when max_rows is given; "scanned_rows" then says how many (else None).
     """
-    sparse = dataset.split(split).sparse
+    arrays = dataset.split(split)
+    sparse = arrays.sparse
     n = len(sparse) if max_rows is None else min(len(sparse), max_rows)
     truncated = n < len(sparse)
     rows = dataset.schema.table_rows
+    column = {t: c for c, t in enumerate(dataset.schema.one_hot_tables)}
+    bags = dict(zip(dataset.schema.bag_tables, arrays.bags, strict=True))  # every id of a bag
     out: list[dict] = []
     for group in _table_groups(rows, MAX_COUNTS):
         counts = {t: np.zeros(rows[t], np.int64) for t in group}
         for a in range(0, n, CHUNK_ROWS):
-            block = np.asarray(sparse[a : min(n, a + CHUNK_ROWS)])  # [chunk, T]
+            b = min(n, a + CHUNK_ROWS)
+            block = np.asarray(sparse[a:b])  # [chunk, T_one_hot]
             for t in group:
-                counts[t] += _count(block[:, t], rows[t], dataset.schema.tables[t].name)
+                if t in bags:
+                    values, offsets = bags[t]
+                    ids = np.asarray(values[int(offsets[a]) : int(offsets[b])])
+                else:
+                    ids = block[:, column[t]]
+                counts[t] += _count(ids, rows[t], dataset.schema.tables[t].name)
         for t in group:
             c = counts[t]
             out.append(

@@ -41,10 +41,12 @@ def _num_inputs(embeddings: nn.Module) -> int:
     return int(columns) if columns is not None else int(embeddings.num_features)
 
 
-def lookup_ms(embeddings: nn.Module, sparse: torch.Tensor, repeats: int = 5, device=None) -> float:
-    """Median milliseconds of one inference-mode forward of `sparse` [B, T] (after one
-    warm-up call), on the device the tensors are on (`device`: the Device, which waits for
-    the work before each reading; default: the one `sparse` is on)."""
+def lookup_ms(
+    embeddings: nn.Module, sparse: torch.Tensor, repeats: int = 5, device=None, bags=None
+) -> float:
+    """Median milliseconds of one inference-mode forward of `sparse` [B, T] (with `bags`, the
+    multi-hot ids) after one warm-up call, on the device the tensors are on (`device`: the
+    Device, which waits for the work before each reading; default: the one `sparse` is on)."""
     device = as_device(device if device is not None else sparse.device)
     was_training = embeddings.training
     embeddings.eval()
@@ -53,7 +55,7 @@ def lookup_ms(embeddings: nn.Module, sparse: torch.Tensor, repeats: int = 5, dev
         with torch.inference_mode():
             for i in range(repeats + 1):
                 t = time.perf_counter()
-                embeddings(sparse)  # [B, F, D]
+                embeddings(sparse) if bags is None else embeddings(sparse, bags)  # [B, F, D]
                 if not device.is_host:
                     device.synchronize()
                 if i:

@@ -11,6 +11,7 @@ from torch import nn
 from hotrec.device import Device, Readback, as_device
 from hotrec.embeddings.keys import keys_of
 from hotrec.embeddings.store import EmbeddingStore
+from hotrec.types import Bags
 
 
 class TableEmbedding(nn.Module):
@@ -28,15 +29,26 @@ class TableEmbedding(nn.Module):
     `expect(rows)`, one flat [B*K] tensor per coming forward, so they are computed once.
     `update_filter(rows, grads)` may return the positions of the updates to apply (None:
     all); Slipstream's freeze mode holds back the updates of frozen rows through it.
+
+    Multi-hot: forward(sparse, bags) reads every table's ids from sample-major Bags instead,
+    gathers one row per id and pools each (sample, table) bag: the sum of its rows, divided
+    by its length for the tables whose pooling is "mean" (`mean_tables`); an empty bag pools
+    to zeros. A bag of one gives exactly the one-hot row, and the store sees the same rows
+    in the same order, so the updates are the same too.
     """
 
     def __init__(
-        self, store: EmbeddingStore, table_offsets: torch.Tensor, keys: nn.Module | None = None
+        self,
+        store: EmbeddingStore,
+        table_offsets: torch.Tensor,
+        keys: nn.Module | None = None,
+        mean_tables: list[bool] | None = None,
     ) -> None:
         super().__init__()
         self.store = store
         self.keys = keys
         self.register_buffer("offsets", torch.as_tensor(table_offsets, dtype=torch.int64))
+        self.mean_tables = list(mean_tables or [False] * self.offsets.shape[0])
         self.out_device: Device | None = None  # where looked-up rows go (None: stay)
         self.home: Device | None = None  # where the store lives (None: host memory)
         self.moved_bytes = 0  # rows copied to out_device (and as many gradient bytes back)
@@ -80,9 +92,17 @@ class TableEmbedding(nn.Module):
         """Global rows [B*K] of the next training forward, computed by the schedule."""
         self._expected.append(rows)
 
-    def forward(self, sparse: torch.Tensor) -> torch.Tensor:
+    def bag_rows(self, bags: Bags) -> torch.Tensor:
+        """Global rows [L] of every id of sample-major bags, on the host."""
+        batch, tables = bags.lengths.shape
+        table = torch.arange(tables).repeat(batch)  # [B*T] the table of each bag
+        return bags.values + self.offsets[table.repeat_interleave(bags.lengths.reshape(-1))]
+
+    def forward(self, sparse: torch.Tensor, bags: Bags | None = None) -> torch.Tensor:
         if self.training and self._expected:
-            rows = self._expected.popleft()  # [B*K] on host
+            rows = self._expected.popleft()  # [B*K] (with bags: [L]) on host
+        elif bags is not None:
+            rows = self.bag_rows(bags)  # [L]
         else:
             rows = self.global_ids(sparse).reshape(-1)  # [B*K]
         where = rows if self.home is None else self.home.upload(rows)  # the store's memory
@@ -91,11 +111,29 @@ class TableEmbedding(nn.Module):
             out = self.out_device.upload(out)
             if self.training:
                 self.moved_bytes += out.numel() * out.element_size()
-        out = out.view(sparse.shape[0], -1, out.shape[1])  # [B, K, D]
+        if bags is None:
+            out = out.view(sparse.shape[0], -1, out.shape[1])  # [B, K, D]
         if torch.is_grad_enabled() and self.training:
             out.requires_grad_(True)
             self._pending.append((rows, out))  # host rows
-        return out
+        return out if bags is None else self._pool(out, bags)
+
+    def _pool(self, rows: torch.Tensor, bags: Bags) -> torch.Tensor:
+        """Looked-up rows [L, D] of sample-major bags -> pooled [B, T, D]."""
+        batch, tables = bags.lengths.shape
+        lengths = bags.lengths.reshape(-1)  # [B*T]
+        bag = torch.arange(batch * tables).repeat_interleave(lengths)  # [L] bag of each row
+        bag = bag if rows.device == bag.device else self._upload(bag)
+        pooled = rows.new_zeros((batch * tables, rows.shape[1])).index_add(0, bag, rows)
+        if any(self.mean_tables):
+            mean = torch.as_tensor(self.mean_tables).repeat(batch)  # [B*T]
+            divisor = torch.where(mean, lengths.clamp(min=1), 1).to(rows.dtype).unsqueeze(1)
+            pooled = pooled / (divisor if rows.device == divisor.device else self._upload(divisor))
+        return pooled.view(batch, tables, rows.shape[1])
+
+    def _upload(self, t: torch.Tensor) -> torch.Tensor:
+        device = self.out_device or self.home
+        return device.upload(t)
 
     def begin_step(self):
         """After backward: start copying the gradients bound for a host store back to host

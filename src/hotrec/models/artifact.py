@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from hotrec.config import ModelConfig, RunConfig, config_from_dict
+from hotrec.data.format import require_one_hot
 from hotrec.errors import HotrecError
 from hotrec.fileio import read_json_object
 from hotrec.integrity import (
@@ -89,6 +90,7 @@ def save_artifact(
     """Write the artifact (each entry's `model` must be set); replaces an existing one only
     once the new one is complete."""
     path = Path(path)
+    require_one_hot(schema, "a serving artifact")
     if not entries:
         raise HotrecError("an artifact needs at least one representation")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

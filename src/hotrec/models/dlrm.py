@@ -22,9 +22,11 @@ class DLRM(nn.Module):
         self.interaction = interaction
         self.top_mlp = top_mlp
 
-    def forward(self, dense: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
+    def forward(self, dense: torch.Tensor, sparse: torch.Tensor, bags=None) -> torch.Tensor:
+        """`bags` (types.Bags, on the host): every table's ids of a multi-hot dataset, which
+        only the table representation reads (sparse then holds the one-hot tables' ids)."""
         x = self.bottom_mlp(dense)  # [B, D]
-        features = self.embeddings(sparse)  # [B, F, D]
+        features = self.embeddings(sparse) if bags is None else self.embeddings(sparse, bags)
         z = self.interaction(x, features)  # [B, I]
         return self.top_mlp(z).squeeze(1)  # [B]
 

@@ -29,13 +29,19 @@ def build_embeddings(
 ) -> nn.Module:
     """sparse [B, T] -> [B, F, D] for the configured representation."""
     columns = list(range(schema.num_tables))
+    if schema.has_bags and model.embedding != "table":
+        raise HotrecError(
+            f"--embedding {model.embedding} does not take multi-hot (bag) tables yet; "
+            "this dataset has some: use --embedding table"
+        )
     if model.embedding_map and model.embedding != "hybrid":
         raise HotrecError(
             f"an embedding map chooses table or dhe per feature of the hybrid; "
             f"--embedding {model.embedding} takes none (use --embedding hybrid)"
         )
     if model.embedding == "table":
-        return build_table(schema.table_rows, columns, model, optim, generator)
+        mean = [t.pooling == "mean" for t in schema.tables]
+        return build_table(schema.table_rows, columns, model, optim, generator, mean)
     if model.embedding == "qr":
         return build_qr(
             schema.table_rows,
@@ -61,15 +67,17 @@ def build_table(
     model: ModelConfig,
     optim: OptimConfig,
     generator: torch.Generator,
+    mean_tables: list[bool] | None = None,
 ) -> TableEmbedding:
-    """A fused table over the features `columns` (keys only when not all of them in order)."""
+    """A fused table over the features `columns` (keys only when not all of them in order);
+    `mean_tables`: the features whose bags are mean-pooled (multi-hot datasets)."""
     rows = [table_rows[c] for c in columns]
     store = EmbeddingStore(
         rows, model.embedding_dim, optim.sparse, optim.sparse_lr, optim.eps, generator
     )
     offsets = torch.as_tensor([0, *rows[:-1]], dtype=torch.int64).cumsum(0)  # [K]
     keys = None if columns == list(range(len(table_rows))) else SelectKeys(columns)
-    return TableEmbedding(store, offsets, keys)
+    return TableEmbedding(store, offsets, keys, mean_tables)
 
 
 def build_dhe(rows: list[int], model: ModelConfig, generator: torch.Generator) -> DeepHashEmbedding:

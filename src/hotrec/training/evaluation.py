@@ -22,7 +22,7 @@ def evaluate(
     logits, labels = [], []
     for batch in loader.epoch(0):
         with autocast(device, precision):
-            out = model(device.to_device(batch.dense), device.to_device(batch.sparse))
+            out = model(device.to_device(batch.dense), device.to_device(batch.sparse), batch.bags)
         logits.append(device.to_host(out.float()))
         labels.append(batch.label)
     model.train(was_training)

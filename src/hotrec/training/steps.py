@@ -49,12 +49,18 @@ def batch_to_device(device, batch: Batch) -> Batch:
     if device.is_host:
         return batch
     return Batch(
-        device.upload(batch.dense), device.upload(batch.sparse), device.upload(batch.label)
+        device.upload(batch.dense),
+        device.upload(batch.sparse),
+        device.upload(batch.label),
+        batch.bags,  # read on the host, where the rows are gathered
     )
 
 
 def select(batch: Batch, mask: torch.Tensor) -> Batch:
-    """The rows of `batch` where mask is true, in order."""
+    """The rows of `batch` where mask is true, in order (one-hot batches: the schedules that
+    select refuse multi-hot datasets)."""
+    if batch.bags is not None:
+        raise HotrecError("selecting inputs of a multi-hot batch is not supported")
     return Batch(batch.dense[mask], batch.sparse[mask], batch.label[mask])
 
 
@@ -80,7 +86,7 @@ def train_step(
         losses = []
         for b in micro_batches:
             with autocast(ctx.device, ctx.precision):
-                logits = model(b.dense, b.sparse)
+                logits = model(b.dense, b.sparse, b.bags)
             reduction = "mean" if len(micro_batches) == 1 else "sum"
             losses.append(
                 F.binary_cross_entropy_with_logits(logits.float(), b.label, reduction=reduction)

@@ -8,12 +8,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from hotrec.config import RunConfig, config_from_dict
 from hotrec.data.format import SPLITS, Dataset, open_dataset
-from hotrec.data.loader import BatchLoader
+from hotrec.data.loader import BatchLoader, make_batch
 from hotrec.device import make_device, set_deterministic
 from hotrec.embeddings.describe import describe, lookup_ms
 from hotrec.errors import HotrecError
@@ -28,7 +27,12 @@ from hotrec.training.diagnosis import why_non_finite
 from hotrec.training.evaluation import evaluate
 from hotrec.training.interrupts import stop_on_sigint
 from hotrec.training.optim import build_dense_optimizer
-from hotrec.training.schedules import check_schedule, make_schedule, order_options
+from hotrec.training.schedules import (
+    check_multi_hot,
+    check_schedule,
+    make_schedule,
+    order_options,
+)
 from hotrec.training.schedules.base import StepResult
 from hotrec.training.steps import NonFiniteLoss, autocast
 from hotrec.training.timers import StepTimer, SyncsPerStep
@@ -61,6 +65,7 @@ class Trainer:
         for split in SPLITS:  # every split validated before anything is written or trained
             if self.dataset.has_split(split):
                 self.dataset.split(split)
+        check_multi_hot(cfg.placement, self.dataset.schema)
         self.device = make_device(cfg.train.device)
         autocast(self.device, cfg.train.precision)  # validates the option early
         if cfg.train.precision == "bf16" and self.device.name == "emulated":
@@ -297,12 +302,14 @@ class Trainer:
     def _describe_embedding(self) -> dict:
         """The representation's size and FLOPs, and the latency of looking up one batch of
         training ids (median of 5 inference-mode calls)."""
-        ids = np.asarray(self.dataset.split("train").sparse[: self.cfg.data.batch_size])
-        sparse = self.device.to_device(torch.from_numpy(ids.astype(np.int64)))  # [B, T]
+        split = self.dataset.split("train")
+        batch = make_batch(split, slice(0, min(self.cfg.data.batch_size, len(split))))
+        sparse = self.device.to_device(batch.sparse)  # [B, T]
+        ms = lookup_ms(self.model.embeddings, sparse, device=self.device, bags=batch.bags)
         return {
             **describe(self.model.embeddings),
-            "lookup_ms": round(lookup_ms(self.model.embeddings, sparse, device=self.device), 4),
-            "lookup_batch": len(ids),
+            "lookup_ms": round(ms, 4),
+            "lookup_batch": len(batch),
         }
 
     def _train_record(self, loss: float, rate: float) -> dict:

@@ -44,7 +44,8 @@ class Prepared:
     """One mini-batch after the host-side work of `prepare`."""
 
     batch: Batch  # on host
-    ids: torch.Tensor | None  # int64 [B, K] global rows (None: a representation without rows)
+    ids: torch.Tensor | None  # int64 [B, K] global rows (None: a representation without rows;
+    # a multi-hot batch: [L], one per id of its sample-major bags)
     slots: torch.Tensor | None = None  # int64 [B, K] hot-set slot of each lookup, -1 = cold
     generation: int = 0  # the hot set the slots were computed with (changes at a re-profile)
     trains_hot: bool = True  # a batch of the hot stream (fae: False for its cold batches)
@@ -112,6 +113,8 @@ class Schedule:
         return part.global_ids(sparse)
 
     def prepare(self, batch: Batch) -> Prepared:
+        if batch.bags is not None:  # multi-hot: every id's row, flat [L] (baseline only)
+            return Prepared(batch, self.ctx.rows.bag_rows(batch.bags), generation=self.generation)
         return Prepared(batch, self.global_ids(batch.sparse), generation=self.generation)
 
     # -- device side ----------------------------------------------------------------------------
