@@ -26,14 +26,28 @@ def add_parser(sub) -> None:
     p.add_argument("--drift", type=float, default=0.0, help="0 = none .. 1 = strong drift")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing directory")
+    p.add_argument(
+        "--bag-sizes",
+        metavar="SPEC",
+        help="multi-hot: ids per bag for each table: 'mlperf' (MLPerf's multi-hot Criteo, 26 "
+        "tables), one size for all, or one per table (1 keeps a table one-hot)",
+    )
+    p.add_argument(
+        "--bag-lengths",
+        default="fixed",
+        choices=("fixed", "uniform"),
+        help="multi-hot: every bag holds its size (fixed), or 0..size ids (uniform)",
+    )
+    p.add_argument(
+        "--pooling", default="sum", choices=("sum", "mean"), help="multi-hot: how bags pool"
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from hotrec.data.synthetic import synthesize
 
-    out = synthesize(
-        args.out,
+    options = dict(
         profile=args.profile,
         rows=args.rows,
         scale=args.scale,
@@ -41,7 +55,35 @@ def run(args: argparse.Namespace) -> int:
         days=args.days,
         drift=args.drift,
         seed=args.seed,
-        overwrite=args.overwrite,
     )
+    if args.bag_sizes is None:
+        out = synthesize(args.out, overwrite=args.overwrite, **options)
+    else:
+        out = synthesize_multi_hot(args, options)
     print_dataset_summary(out)
     return 0
+
+
+def synthesize_multi_hot(args: argparse.Namespace, options: dict) -> Path:
+    """The one-hot dataset into a hidden sibling directory, then its multi-hot copy."""
+    import os
+    import shutil
+
+    from hotrec.data.format import open_dataset
+    from hotrec.data.multi_hot import make_multi_hot, parse_bag_sizes
+    from hotrec.data.synthetic import synthesize
+    from hotrec.data.synthetic_plan import resolve_options, schema_of
+    from hotrec.errors import HotrecError
+
+    if args.out.exists() and not args.overwrite:
+        raise HotrecError(f"{args.out} already exists (use --overwrite to replace it)")
+    tables = schema_of(resolve_options(**options)).num_tables
+    sizes = parse_bag_sizes(args.bag_sizes, tables)  # a bad spec stops before any work
+    one_hot = args.out.parent / f".{args.out.name}.one-hot-{os.getpid()}"
+    try:
+        src = open_dataset(synthesize(one_hot, overwrite=True, **options))
+        return make_multi_hot(
+            src, args.out, sizes, args.bag_lengths, args.pooling, args.seed, args.overwrite
+        )
+    finally:
+        shutil.rmtree(one_hot, ignore_errors=True)

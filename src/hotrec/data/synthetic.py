@@ -38,7 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
-from hotrec.data.format import Dataset, DatasetWriter, SplitArrays, sparse_dtype_for
+from hotrec.data.format import (
+    Dataset,
+    DatasetWriter,
+    SplitArrays,
+    require_one_hot,
+    sparse_dtype_for,
+)
 from hotrec.data.powerlaw import (
     MAX_EXPONENT,
     MIN_EXPONENT,
@@ -253,6 +259,7 @@ def teacher_logits(dataset: Dataset, split: str = "train") -> np.ndarray:
     """The hidden teacher's noiseless logits [n] float32 for a split of a synthetic dataset."""
     if dataset.meta.get("source") != "synthetic":
         raise HotrecError(f"{dataset.path} is not a synthetic dataset")
+    require_one_hot(dataset.schema, "the synthetic teacher")  # it reads one id per table
     version = dataset.meta.get("teacher", {}).get("generator_version")
     if version != GENERATOR_VERSION:
         raise HotrecError(

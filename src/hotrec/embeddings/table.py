@@ -124,7 +124,8 @@ class TableEmbedding(nn.Module):
         lengths = bags.lengths.reshape(-1)  # [B*T]
         bag = torch.arange(batch * tables).repeat_interleave(lengths)  # [L] bag of each row
         bag = bag if rows.device == bag.device else self._upload(bag)
-        pooled = rows.new_zeros((batch * tables, rows.shape[1])).index_add(0, bag, rows)
+        index = bag.unsqueeze(1).expand(-1, rows.shape[1])  # [L, D]: scatter_add beats index_add
+        pooled = rows.new_zeros((batch * tables, rows.shape[1])).scatter_add(0, index, rows)
         if any(self.mean_tables):
             mean = torch.as_tensor(self.mean_tables).repeat(batch)  # [B*T]
             divisor = torch.where(mean, lengths.clamp(min=1), 1).to(rows.dtype).unsqueeze(1)
