@@ -38,6 +38,7 @@ def test_train_and_eval_a_multi_hot_dataset(tmp_path, bag_data, capsys):
     [
         (["--schedule", "fae"], "the fae schedule does not take them yet"),
         (["--schedule", "hotline"], "the hotline schedule does not take them yet"),
+        (["--schedule", "fae"], "use --schedule baseline or device_only"),
         (["--set", "placement.slipstream=true"], "does not take"),
         (["--embedding", "dhe"], "--embedding dhe does not take multi-hot"),
         (["--representations", "table"], "a serving artifact (--representations) does not take"),

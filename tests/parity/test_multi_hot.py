@@ -20,7 +20,7 @@ def datasets(tmp_path_factory):
     return {"one_hot": one_hot, "of_one": of_one, "wider": wider}
 
 
-def fit(tmp_path, data, name, sparse, dense, device):
+def fit(tmp_path, data, name, sparse, dense, device, schedule="baseline"):
     cfg = load_config(
         "tiny",
         [
@@ -33,6 +33,7 @@ def fit(tmp_path, data, name, sparse, dense, device):
             "train.checkpoint_every=0",
             f"train.device='{device}'",
             "train.deterministic=true",
+            f"placement.schedule='{schedule}'",
         ],
     )
     trainer = start_run(cfg, tmp_path / name)
@@ -57,3 +58,13 @@ def test_negative_control_bags_of_more_ids_train_differently(tmp_path, datasets)
     b, _ = fit(tmp_path, datasets["wider"], "b", "sgd", "sgd", "cpu")
     weights = "embeddings.store.weight"
     assert not torch.equal(a[weights], b[weights])
+
+
+@pytest.mark.parametrize("device", ["cpu", "emulated"])
+@pytest.mark.parametrize("sparse, dense", [("sgd", "sgd"), ("adagrad", "adam")])
+def test_device_only_equals_baseline_on_bags(tmp_path, datasets, sparse, dense, device):
+    a, ra = fit(tmp_path, datasets["wider"], "a", sparse, dense, device)
+    b, rb = fit(tmp_path, datasets["wider"], "b", sparse, dense, device, "device_only")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert ra["val"]["auc"] == rb["val"]["auc"]

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from hotrec.device import Device, Readback, as_device
+from hotrec.embeddings.bags import bag_rows, pool_bags
 from hotrec.embeddings.keys import keys_of
 from hotrec.embeddings.store import EmbeddingStore
 from hotrec.types import Bags
@@ -94,9 +95,7 @@ class TableEmbedding(nn.Module):
 
     def bag_rows(self, bags: Bags) -> torch.Tensor:
         """Global rows [L] of every id of sample-major bags, on the host."""
-        batch, tables = bags.lengths.shape
-        table = torch.arange(tables).repeat(batch)  # [B*T] the table of each bag
-        return bags.values + self.offsets[table.repeat_interleave(bags.lengths.reshape(-1))]
+        return bag_rows(bags, self.offsets)
 
     def forward(self, sparse: torch.Tensor, bags: Bags | None = None) -> torch.Tensor:
         if self.training and self._expected:
@@ -116,25 +115,10 @@ class TableEmbedding(nn.Module):
         if torch.is_grad_enabled() and self.training:
             out.requires_grad_(True)
             self._pending.append((rows, out))  # host rows
-        return out if bags is None else self._pool(out, bags)
-
-    def _pool(self, rows: torch.Tensor, bags: Bags) -> torch.Tensor:
-        """Looked-up rows [L, D] of sample-major bags -> pooled [B, T, D]."""
-        batch, tables = bags.lengths.shape
-        lengths = bags.lengths.reshape(-1)  # [B*T]
-        bag = torch.arange(batch * tables).repeat_interleave(lengths)  # [L] bag of each row
-        bag = bag if rows.device == bag.device else self._upload(bag)
-        index = bag.unsqueeze(1).expand(-1, rows.shape[1])  # [L, D]: scatter_add beats index_add
-        pooled = rows.new_zeros((batch * tables, rows.shape[1])).scatter_add(0, index, rows)
-        if any(self.mean_tables):
-            mean = torch.as_tensor(self.mean_tables).repeat(batch)  # [B*T]
-            divisor = torch.where(mean, lengths.clamp(min=1), 1).to(rows.dtype).unsqueeze(1)
-            pooled = pooled / (divisor if rows.device == divisor.device else self._upload(divisor))
-        return pooled.view(batch, tables, rows.shape[1])
+        return out if bags is None else pool_bags(out, bags, self.mean_tables, self._upload)
 
     def _upload(self, t: torch.Tensor) -> torch.Tensor:
-        device = self.out_device or self.home
-        return device.upload(t)
+        return (self.out_device or self.home).upload(t)
 
     def begin_step(self):
         """After backward: start copying the gradients bound for a host store back to host

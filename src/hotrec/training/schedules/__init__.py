@@ -65,15 +65,18 @@ def check_schedule(placement: PlacementConfig) -> ScheduleEntry:
     return entry
 
 
+MULTI_HOT_SCHEDULES = ("baseline", "device_only")  # the schedules that take bag tables so far
+
+
 def check_multi_hot(placement: PlacementConfig, schema: Schema) -> None:
     """One-line refusal of a schedule that cannot take multi-hot (bag) tables yet."""
     if not schema.has_bags:
         return
     bags = ", ".join(schema.tables[t].name for t in schema.bag_tables)
-    if placement.schedule != "baseline":
+    if placement.schedule not in MULTI_HOT_SCHEDULES:
         raise HotrecError(
             f"the dataset has multi-hot tables ({bags}); the {placement.schedule} schedule "
-            "does not take them yet: use --schedule baseline"
+            f"does not take them yet: use --schedule {' or '.join(MULTI_HOT_SCHEDULES)}"
         )
     if placement.slipstream:
         raise HotrecError(
