@@ -243,3 +243,38 @@ def test_history_is_an_option_of_movielens_preparation(tmp_path: Path, capsys) -
     assert ds.meta["options"]["history"] is True
     assert main(["prepare", "avazu", str(raw), str(tmp_path / "av"), "--history"]) == 2
     assert "--history adds MovieLens features" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("writer", [write_100k, write_1m])
+def test_genres_as_a_bag_hold_every_listed_genre(tmp_path: Path, writer) -> None:
+    out = prepare_movielens(writer(tmp_path / "raw"), tmp_path / "ds", genres="bag")
+    ds = open_dataset(out)
+    genre = TABLES.index("genre")
+    assert ds.schema.tables[genre].pooling == "mean" and ds.schema.bag_tables == [genre]
+    assert ds.meta["options"]["genres"] == "bag"
+    names = json.loads((out / "vocab" / "values.json").read_text())["genre"]
+    assert names[0] == "Thriller"  # 5 ratings list it: the most frequent, id 1
+    listed = {
+        1: ["Animation", "Children's", "Comedy"],
+        2: ["Action", "Adventure", "Thriller"],
+        3: ["Thriller"],
+        7: [],
+    }  # fmt: skip  (item 7 is not in the item file)
+    order = sorted(range(len(RATINGS)), key=lambda k: RATINGS[k][3])
+    bags = []
+    for split in ("train", "val", "test"):
+        values, offsets = ds.split(split).bags[0]
+        bags += [values[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    for bag, k in zip(bags, order, strict=True):
+        assert [names[i - 1] for i in bag] == listed[RATINGS[k][1]]
+    first = open_dataset(prepare_movielens(writer(tmp_path / "raw"), tmp_path / "first"))
+    assert not first.schema.has_bags  # the default keeps the first genre, one-hot
+
+
+def test_genres_is_a_movielens_option(tmp_path: Path, capsys) -> None:
+    from hotrec.cli.main import main
+
+    raw = tmp_path / "train.txt"
+    raw.write_text("0\t1\n")
+    assert main(["prepare", "criteo-kaggle", str(raw), str(tmp_path / "o"), "--genres", "bag"]) == 2
+    assert "--genres is for MovieLens" in capsys.readouterr().err

@@ -41,6 +41,13 @@ def add_parser(sub) -> None:
         "rate over all events strictly before the row's timestamp (assumes earlier labels are "
         "known at prediction time, as in online serving)",
     )
+    p.add_argument(
+        "--genres",
+        choices=("first", "bag"),
+        default="first",
+        help="movielens: the genre table holds the first listed genre (first), or every listed "
+        "genre as a multi-hot table with mean pooling (bag)",
+    )
     p.set_defaults(run=run)
 
 
@@ -49,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
         from hotrec.errors import HotrecError
 
         raise HotrecError("--history adds MovieLens features; it does not apply to " + args.source)
+    if args.genres != "first" and args.source != "movielens":
+        from hotrec.errors import HotrecError
+
+        raise HotrecError("--genres is for MovieLens; it does not apply to " + args.source)
     common = {"strict": args.strict, "overwrite": args.overwrite}
     mapping = {"min_count": args.min_count, "hash_rows": args.hash_rows}
     if args.source == "criteo-kaggle":
@@ -74,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         from hotrec.data.movielens import prepare_movielens
 
-        out = prepare_movielens(args.input, args.out, history=args.history, **common)
+        out = prepare_movielens(
+            args.input, args.out, history=args.history, genres=args.genres, **common
+        )
     print_dataset_summary(out)
     return 0

@@ -59,6 +59,7 @@ from hotrec.types import Schema, TableSpec
 
 TABLES = ("user", "item", "gender", "age", "occupation", "zip_prefix", "genre", "release_year")
 TEXT_TABLES = ("gender", "occupation", "zip_prefix", "genre")  # keyed by text_key
+GENRE_MODES = ("first", "bag")  # the genre table: the first listed genre, or all as a bag
 GENRES_100K = (
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
     "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
@@ -202,29 +203,31 @@ def _release_100k(text: str) -> datetime | None:
 
 
 def read_items(directory: Path, release: _Release, strict: bool, skipped: dict) -> pl.DataFrame:
-    """item (Int64), genre (first listed, str), release_year (Int64), release_ts (Float64)."""
+    """item (Int64), genre (first listed, str), genres (every listed, list of str; 100K's
+    "unknown" left out), release_year (Int64), release_ts (Float64)."""
     out = []
     if release is ML_100K:  # item|title|release date|video release|url|19 genre flags
         for r in _side_rows(
             directory / release.items, release.side_sep, 5 + len(GENRES_100K), strict, skipped
         ):
             flags = [g for g, f in zip(GENRES_100K, r[5:], strict=True) if f.strip() == "1"]
-            when = _release_100k(r[2])
-            out.append((int(r[0]), flags[0] if flags else None, when))
+            out.append((int(r[0]), flags, _release_100k(r[2])))
     else:  # MovieID::Title (Year)::Genre1|Genre2
         for r in _side_rows(
             directory / release.items, release.side_sep, 3, strict, skipped, at_least=True
         ):
             year = re.search(r"\((\d{4})\)\s*$", "::".join(r[1:-1]))
             when = datetime(int(year.group(1)), 1, 1, tzinfo=UTC) if year else None
-            out.append((int(r[0]), r[-1].split("|")[0].strip() or None, when))
-    rows = [
-        (item, None if genre == "unknown" else genre, when and when.year, when and when.timestamp())
-        for item, genre, when in out
-    ]
+            out.append((int(r[0]), [g.strip() for g in r[-1].split("|") if g.strip()], when))
+    rows = []
+    for item, genres, when in out:
+        first = genres[0] if genres and genres[0] != "unknown" else None
+        genres = [g for g in genres if g != "unknown"]
+        rows.append((item, first, genres, when and when.year, when and when.timestamp()))
     schema = {
         "item": pl.Int64,
         "genre": pl.String,
+        "genres": pl.List(pl.String),
         "release_year": pl.Int64,
         "release_ts": pl.Float64,
     }
@@ -243,11 +246,29 @@ def _key_column(df: pl.DataFrame, table: str) -> np.ndarray:
     return col.fill_null(MISSING).cast(pl.Int64).to_numpy()
 
 
+def _genre_bag(df: pl.DataFrame, vocabs: list[Vocabulary]) -> tuple[np.ndarray, np.ndarray]:
+    """Every listed genre of each rating's item: (ids [L] row after row, lengths [n]); the
+    genre table's vocabulary is rebuilt from every listed genre's count over the ratings."""
+    t = TABLES.index("genre")
+    lists = df["genres"].fill_null([])
+    flat = lists.explode().drop_nulls()
+    distinct = flat.unique().to_list()
+    keys = flat.replace_strict(distinct, [text_key(g) for g in distinct], return_dtype=pl.Int64)
+    counts = keys.value_counts(name="count").rename({keys.name: "key"})
+    vocabs[t] = Vocabulary.from_counts(counts.with_columns(pl.col("count").cast(pl.Int64)), 1)
+    return vocabs[t].map(keys.to_numpy()), lists.list.len().to_numpy().astype(np.int64)
+
+
 def _vocab_values(df: pl.DataFrame, keys: np.ndarray, vocabs: list[Vocabulary]) -> dict:
     """Raw value of each id 1..K per table (id i + 1 at list index i), for serving."""
     out = {}
     for t, (table, vocab) in enumerate(zip(TABLES, vocabs, strict=True)):
-        pairs = pl.DataFrame({"key": keys[:, t], "raw": df[table]}).unique("key")
+        pairs = pl.DataFrame({"key": keys[:, t], "raw": df[table]})
+        if table == "genre":  # every listed genre (the bag's vocabulary has them all)
+            listed = df["genres"].fill_null([]).explode().drop_nulls().unique()
+            listed_keys = [text_key(g) for g in listed.to_list()]
+            pairs = pl.concat([pairs, pl.DataFrame({"key": listed_keys, "raw": listed})])
+        pairs = pairs.unique("key")
         raw = dict(zip(pairs["key"].to_list(), pairs["raw"].to_list(), strict=True))
         out[table] = [raw[int(k)] for k in vocab.keys_by_id]
     return out
@@ -293,11 +314,16 @@ def prepare_movielens(
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     history: bool = False,
+    genres: str = "first",
 ) -> Path:
     """Prepare a MovieLens 100K or 1M directory into a dataset directory; returns it.
-    history: add HISTORY_FEATURES (time-causal user and item statistics)."""
+    history: add HISTORY_FEATURES (time-causal user and item statistics); genres: "first"
+    (the genre table holds the first listed genre) or "bag" (every listed genre, a multi-hot
+    table with mean pooling)."""
     directory, out = Path(directory), Path(out)
     release = detect_release(directory)
+    if genres not in GENRE_MODES:
+        raise HotrecError(f"genres {genres!r}: use {' or '.join(GENRE_MODES)}")
     if out.exists() and not overwrite:
         raise HotrecError(f"{out} already exists (use --overwrite to replace it)")
     report, skipped = RowReport(strict=strict), {}
@@ -317,8 +343,17 @@ def prepare_movielens(
     counts = CountAccumulator(len(TABLES))
     counts.update(keys)
     vocabs = [Vocabulary.from_counts(counts.counts(t), min_count=1) for t in range(len(TABLES))]
+    genre_t = TABLES.index("genre")
+    bag = _genre_bag(df, vocabs) if genres == "bag" else None  # (ids [L], lengths [n])
     names = DENSE_NAMES + (HISTORY_FEATURES if history else ())
-    schema = Schema(names, tuple(TableSpec(t, v.rows) for t, v in zip(TABLES, vocabs, strict=True)))
+    pooling = {genre_t: "mean"} if bag else {}
+    schema = Schema(
+        names,
+        tuple(
+            TableSpec(t, v.rows, pooling.get(i, ""))
+            for i, (t, v) in enumerate(zip(TABLES, vocabs, strict=True))
+        ),
+    )
     sparse = np.stack([v.map(keys[:, t]) for t, v in enumerate(vocabs)], axis=1)  # [n, T]
     label = (df["rating"].to_numpy() >= 4).astype(np.float32)
     columns = (TABLES.index("user"), TABLES.index("item"))
@@ -329,9 +364,16 @@ def prepare_movielens(
     dense = np.concatenate(parts, axis=1).astype(np.float32)  # [n, 10] (+4 with history)
     with DatasetWriter(out, overwrite=overwrite) as writer:
         start = 0
+        ends = None if bag is None else np.concatenate([[0], np.cumsum(bag[1])])  # [n + 1]
         for split, n in sizes.items():
-            arrays = writer.create_split(split, n, schema)
-            arrays.sparse[:] = sparse[start : start + n]
+            if bag is None:
+                arrays = writer.create_split(split, n, schema)
+            else:
+                lo, hi = int(ends[start]), int(ends[start + n])
+                arrays = writer.create_split(split, n, schema, {genre_t: hi - lo})
+                values, offsets = arrays.bags[0]
+                values[:], offsets[:] = bag[0][lo:hi], ends[start : start + n + 1] - lo
+            arrays.sparse[:] = sparse[start : start + n][:, schema.one_hot_tables]
             arrays.dense[:] = dense[start : start + n]
             arrays.label[:] = label[start : start + n]
             start += n
@@ -346,6 +388,7 @@ def prepare_movielens(
                 "test_fraction": test_fraction,
                 "strict": strict,
                 "history": history,
+                "genres": genres,
             },
             "input_checksum": _checksum(directory, release),
             "rows": report.to_dict(),
