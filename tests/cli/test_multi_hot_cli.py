@@ -31,15 +31,18 @@ def test_train_and_eval_a_multi_hot_dataset(tmp_path, bag_data, capsys):
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert abs(metrics["auc"] - result["test"]["auc"]) < 1e-6
     assert main(["info", str(bag_data)]) == 0
+    fae = ["--schedule", "fae", "--hot-budget", "2KiB", "--run-dir", str(tmp_path / "fae")]
+    assert main(args[:-2] + fae + ["--max-steps", "20"]) == 0
+    placement = json.loads((tmp_path / "fae" / "result.json").read_text())["placement"]
+    assert placement["schedule"] == "fae" and 0 < placement["hot_input_share"] < 1, placement
 
 
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--schedule", "fae"], "the fae schedule does not take them yet"),
         (["--schedule", "hotline"], "the hotline schedule does not take them yet"),
-        (["--schedule", "fae"], "use --schedule baseline or device_only"),
-        (["--set", "placement.slipstream=true"], "does not take"),
+        (["--schedule", "hotline"], "use --schedule baseline or device_only or fae"),
+        (["--schedule", "fae", "--set", "placement.slipstream=true"], "Slipstream does not take"),
         (["--embedding", "dhe"], "--embedding dhe does not take multi-hot"),
         (["--representations", "table"], "a serving artifact (--representations) does not take"),
     ],

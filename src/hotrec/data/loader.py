@@ -78,6 +78,15 @@ def make_batch(arrays: SplitArrays, rows: slice | np.ndarray, pin_memory: bool =
     return batch.pin_memory() if pin_memory else batch
 
 
+def jagged_ids(arrays: SplitArrays, rows: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every table's ids of `rows` of a split with bag tables, sample-major: (ids [M],
+    lengths [n, T]) as numpy arrays (what profiling and classification read)."""
+    ids = arrays.sparse[rows].astype(np.int64)
+    arrays.check_ids(ids, rows)
+    bags = _bags(arrays, ids, rows)
+    return bags.values.numpy(), bags.lengths.numpy()
+
+
 def _bags(arrays: SplitArrays, one_hot: np.ndarray, rows: slice | np.ndarray):
     """Every table's ids of `rows` as sample-major Bags (a split with bag tables)."""
     bags = [take_rows(values, offsets, rows) for values, offsets in arrays.bags]

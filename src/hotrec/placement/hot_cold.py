@@ -18,8 +18,10 @@ import torch
 from torch import nn
 
 from hotrec.device import Readback, as_device
+from hotrec.embeddings.bags import bag_rows, pool_bags
 from hotrec.embeddings.keys import keys_of
 from hotrec.embeddings.store import EmbeddingStore, apply_from_host_rows
+from hotrec.types import Bags
 
 
 @dataclass
@@ -131,10 +133,12 @@ class RoutedEmbedding(nn.Module):
         slot_map: torch.Tensor,
         device,
         keys: nn.Module | None = None,
+        mean_tables: list[bool] | None = None,
     ) -> None:
         super().__init__()
         self.store, self.replica, self.device = store, replica, as_device(device)
         self.keys = keys
+        self.mean_tables = list(mean_tables or [False] * len(table_offsets))
         self.register_buffer("offsets", torch.as_tensor(table_offsets, dtype=torch.int64))
         self.slot_map = slot_map  # int64 [R] on host: slot of each global row, -1 = cold
         self.mode = "split"
@@ -162,6 +166,10 @@ class RoutedEmbedding(nn.Module):
             sparse = self.device.to_host(sparse)
         return keys_of(self.keys, sparse) + self.offsets
 
+    def bag_rows(self, bags: Bags) -> torch.Tensor:
+        """Global rows [L] of every id of sample-major bags, on the host."""
+        return bag_rows(bags, self.offsets)
+
     def slots(self, ids: torch.Tensor) -> torch.Tensor:
         """Global rows (any shape, host) -> replica slots, -1 where cold. index_select, not
         advanced indexing: it runs in the loader thread beside the training step, and the
@@ -172,12 +180,15 @@ class RoutedEmbedding(nn.Module):
         """The plan of the next training forward, made by the schedule on the host."""
         self._expected.append(plan)
 
-    def forward(self, sparse: torch.Tensor) -> torch.Tensor:
+    def forward(self, sparse: torch.Tensor, bags: Bags | None = None) -> torch.Tensor:
         mode = self.mode if self.training else "host"
         if self.training and self._expected:
             plan = self._expected.popleft()
         else:  # planned here: evaluation, or a caller without a schedule
-            rows = self.global_ids(sparse).reshape(-1)  # [B*K] global ids on host
+            if bags is not None:
+                rows = self.bag_rows(bags)  # [L] every id of every bag
+            else:
+                rows = self.global_ids(sparse).reshape(-1)  # [B*K] global ids on host
             if mode == "host":
                 plan = LookupPlan(rows, None)
             elif mode == "device":
@@ -190,11 +201,12 @@ class RoutedEmbedding(nn.Module):
             out = self.replica.weight.index_select(0, self.device.upload(plan.slots))
         else:
             out = self._split(plan)
-        out = out.view(sparse.shape[0], -1, out.shape[1])  # [B, K, D]
+        if bags is None:
+            out = out.view(sparse.shape[0], -1, out.shape[1])  # [B, K, D]
         if torch.is_grad_enabled() and self.training:
             out.requires_grad_(True)
             self._pending.append((mode, plan, out))
-        return out
+        return out if bags is None else pool_bags(out, bags, self.mean_tables, self.device.upload)
 
     def _from_host(self, rows: torch.Tensor) -> torch.Tensor:
         out = self.store.gather(rows)

@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 MAX_SHARE_INPUTS = 200_000  # sampled inputs kept (as global ids) to measure the hot-input share
+MAX_SHARE_IDS = 1 << 24  # multi-hot: ids kept for it at most (inputs x the widest input)
 PROGRESS_MIN_ROWS = 1 << 20  # a progress bar is shown when at least this many rows are sampled
 NEVER = np.iinfo(np.int64).max  # rank of a row never seen: hot under no budget
 
@@ -65,16 +66,24 @@ class PopularityProfiler:
         table_rows: Sequence[int],
         table_names: Sequence[str] | None = None,
         keys: Callable[[np.ndarray], np.ndarray] | None = None,
+        bags: Callable[[int, int], tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> PopularityProfiler:
         """Count lookups of the sampled blocks of `sparse` ([N, T] per-table ids, memmap ok).
 
         `keys` maps ids [n, T] to the row keys [n, K] of K (virtual) tables of `table_rows`
-        rows, for representations that read other rows than the ids (embeddings/keys.py)."""
+        rows, for representations that read other rows than the ids (embeddings/keys.py).
+        A multi-hot dataset gives `bags(a, b)` instead: every table's ids of rows a..b,
+        sample-major (ids [M], lengths [n, T]); every id of a bag is counted, and the kept
+        inputs (for the hot-input share) are padded to one width with their own last id."""
         rows = [int(n) for n in table_rows]
         names = [str(s) for s in table_names] if table_names is not None else None
         names = names or [f"t{t}" for t in range(len(rows))]
         to_keys = keys or (lambda ids: ids)
-        self._check_args(to_keys(np.asarray(sparse[:1])) if len(sparse) else sparse, rows, names)
+        if bags is None:
+            first = to_keys(np.asarray(sparse[:1])) if len(sparse) else sparse
+        else:
+            first = np.zeros((min(1, len(sparse)), len(rows)), np.int64)  # checked per span
+        self._check_args(first, rows, names)
         offsets = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(np.int64)  # [T]
         rng = np.random.default_rng(self.seed)
         spans = _sample_spans(len(sparse), self.block_rows, self.sample_fraction, rng)
@@ -85,14 +94,25 @@ class PopularityProfiler:
         pos = 0
         with _counting_progress(sampled) as advance:
             for a, b in spans:
-                ids = _global_ids(
-                    to_keys(np.asarray(sparse[a:b])), rows, offsets, names, a
-                )  # [n, K]
-                counter.add(ids)
-                lo, hi = np.searchsorted(keep, [pos, pos + b - a])
-                kept.append(ids[keep[lo:hi] - pos])
+                if bags is None:
+                    ids = _global_ids(
+                        to_keys(np.asarray(sparse[a:b])), rows, offsets, names, a
+                    )  # [n, K]
+                    counter.add(ids)
+                    lo, hi = np.searchsorted(keep, [pos, pos + b - a])
+                    kept.append(ids[keep[lo:hi] - pos])
+                else:
+                    flat, per_input = _bag_global_ids(*bags(a, b), rows, offsets, names, a)
+                    counter.add(flat)
+                    lo, hi = np.searchsorted(keep, [pos, pos + b - a])
+                    kept.append(_padded(flat, per_input, keep[lo:hi] - pos))
                 pos += b - a
                 advance(b - a)
+        if bags is not None:  # one width for all; at most MAX_SHARE_IDS ids kept
+            width = max((k.shape[1] for k in kept), default=1)
+            kept = [np.pad(k, ((0, 0), (0, width - k.shape[1])), mode="edge") for k in kept]
+            every = -(-sum(len(k) for k in kept) * width // MAX_SHARE_IDS)
+            kept = [np.concatenate(kept)[::every]] if every > 1 else kept
         self.counts_ = counter.result()
         self.sampled_inputs_ = sampled
         self.sampled_blocks_ = len(spans)
@@ -183,6 +203,45 @@ def _global_ids(
             f"0..{rows[t] - 1}; the dataset is corrupt"
         )
     return ids + offsets
+
+
+def _bag_global_ids(
+    ids: np.ndarray,
+    lengths: np.ndarray,
+    rows: list[int],
+    offsets: np.ndarray,
+    names: list[str],
+    first_row: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sample-major ids [M] with lengths [n, T] -> (global ids [M] int64, ids per input [n]),
+    refusing ids outside their table."""
+    n, tables = lengths.shape
+    table = np.repeat(np.tile(np.arange(tables), n), lengths.ravel())  # [M]
+    ids = ids.astype(np.int64)
+    bad = (ids < 0) | (ids >= np.asarray(rows, np.int64)[table])
+    if bad.any():
+        i = int(np.argmax(bad))
+        row = first_row + int(np.searchsorted(np.cumsum(lengths.sum(axis=1)), i, side="right"))
+        raise HotrecError(
+            f"table {names[table[i]]}: id {int(ids[i])} at input {row} is outside "
+            f"0..{rows[table[i]] - 1}; the dataset is corrupt"
+        )
+    return ids + offsets[table], lengths.sum(axis=1)
+
+
+def _padded(flat: np.ndarray, per_input: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Global ids of the `chosen` inputs [S, W], each padded with its own last id (an input
+    without ids gets row 0), so "every lookup hot" is unchanged by the padding."""
+    starts = np.concatenate([[0], np.cumsum(per_input)[:-1]])[chosen]
+    counts = per_input[chosen]
+    width = max(int(counts.max(initial=0)), 1)
+    column = np.minimum(np.arange(width)[None, :], np.maximum(counts - 1, 0)[:, None])  # [S, W]
+    if len(flat) == 0:
+        return np.zeros((len(chosen), width), np.int64)
+    index = np.minimum(starts[:, None] + column, len(flat) - 1)
+    out = flat[index]
+    out[counts == 0] = 0
+    return out
 
 
 @contextmanager

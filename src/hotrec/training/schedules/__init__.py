@@ -65,7 +65,11 @@ def check_schedule(placement: PlacementConfig) -> ScheduleEntry:
     return entry
 
 
-MULTI_HOT_SCHEDULES = ("baseline", "device_only")  # the schedules that take bag tables so far
+MULTI_HOT_SCHEDULES = (
+    "baseline",
+    "device_only",
+    "fae",
+)  # the schedules that take bag tables so far
 
 
 def check_multi_hot(placement: PlacementConfig, schema: Schema) -> None:

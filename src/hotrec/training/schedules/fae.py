@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hotrec.data.loader import IndexBatches
+from hotrec.data.loader import IndexBatches, jagged_ids
 from hotrec.embeddings.parts import numpy_keys
 from hotrec.placement.hot_cold import LookupPlan, plan_lookups
 from hotrec.progress import console
@@ -70,6 +70,21 @@ def classify_inputs(
     return hot
 
 
+def classify_bag_inputs(arrays, offsets: np.ndarray, slot_map: np.ndarray) -> np.ndarray:
+    """classify_inputs for a split with multi-hot tables: input i is hot when every id of
+    every one of its bags is a hot row (an input without ids is hot)."""
+    n = len(arrays)
+    hot = np.empty(n, dtype=bool)
+    for a in range(0, n, CLASSIFY_ROWS):
+        b = min(n, a + CLASSIFY_ROWS)
+        ids, lengths = jagged_ids(arrays, slice(a, b))  # [M], [n, T]
+        table = np.repeat(np.tile(np.arange(lengths.shape[1]), b - a), lengths.ravel())
+        cold = slot_map[ids + offsets[table]] < 0  # [M]
+        owner = np.repeat(np.arange(b - a), lengths.sum(axis=1))  # the input of each id
+        hot[a:b] = np.bincount(owner, weights=cold, minlength=b - a) == 0
+    return hot
+
+
 def interleave(n_hot: int, n_cold: int, run_length: int) -> list[tuple[bool, int]]:
     """Order of (is_hot, index) batches: runs of k hot and k' = k n_cold / n_hot cold batches,
     cold first; run_length <= 0 gives all cold, then all hot."""
@@ -98,7 +113,10 @@ class FAE(Schedule):
         arrays = ctx.train
         offsets = self.routed.offsets.numpy()
         keys = numpy_keys(self.routed)
-        hot = classify_inputs(arrays.sparse, offsets, self.hotset.slot_map(), keys)
+        if arrays.layout is None:
+            hot = classify_inputs(arrays.sparse, offsets, self.hotset.slot_map(), keys)
+        else:  # multi-hot: hot when every id of every bag is hot
+            hot = classify_bag_inputs(arrays, offsets, self.hotset.slot_map())
         d = ctx.data
         self.hot_batches = stream_batches(np.flatnonzero(hot), d.batch_size)
         self.cold_batches = stream_batches(np.flatnonzero(~hot), d.batch_size)
@@ -140,7 +158,10 @@ class FAE(Schedule):
         only) and the plan of its lookups; streams stay as classified at start, so after a
         re-profile a batch that is no longer all-hot runs split."""
         generation = self.generation  # read before the slot map: a swap in between re-prepares
-        ids = self.routed.global_ids(batch.sparse)  # [B, K]
+        if batch.bags is None:
+            ids = self.routed.global_ids(batch.sparse)  # [B, K]
+        else:
+            ids = self.routed.bag_rows(batch.bags)  # [L] every id of every bag
         slots = self.routed.slots(ids)  # [B, K]
         hot = bool((slots >= 0).all())
         return plan_batch(FAEPrepared(batch, ids, slots, generation, trains_hot=hot))

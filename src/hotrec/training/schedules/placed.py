@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hotrec.data.loader import jagged_ids
 from hotrec.embeddings.parts import numpy_keys, set_row_part
 from hotrec.errors import HotrecError
 from hotrec.placement.hot_cold import DeviceReplica, RoutedEmbedding
@@ -36,7 +37,10 @@ def obtain_hotset(ctx: StepContext) -> HotSet:
         return hotset
     names = _table_names(ctx, part)
     profiler = PopularityProfiler(p.sample_fraction, ctx.seed)
-    profiler.fit(ctx.train.sparse, part.table_rows, names, keys=numpy_keys(part))
+    bags = None
+    if ctx.train.layout is not None:  # multi-hot: every id of every bag is counted
+        bags = lambda a, b: jagged_ids(ctx.train, slice(a, b))  # noqa: E731
+    profiler.fit(ctx.train.sparse, part.table_rows, names, keys=numpy_keys(part), bags=bags)
     hotset = HotSet.from_profile(profiler, parse_bytes(p.hot_budget), dim)
     s = hotset.stats
     console.print(
@@ -56,7 +60,9 @@ def install_routing(ctx: StepContext, hotset: HotSet) -> RoutedEmbedding:
     replica = DeviceReplica(old.store, hotset.rows, ctx.device)
     replica.pull()
     slot_map = torch.from_numpy(hotset.slot_map())
-    routed = RoutedEmbedding(old.store, old.offsets, replica, slot_map, ctx.device, old.keys)
+    routed = RoutedEmbedding(
+        old.store, old.offsets, replica, slot_map, ctx.device, old.keys, old.mean_tables
+    )
     set_row_part(ctx.model, routed)
     return routed
 
