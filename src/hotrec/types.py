@@ -110,6 +110,16 @@ class Bags:
     values: torch.Tensor  # [L] int64 per-table ids (not offset into the fused space)
     lengths: torch.Tensor  # [B, T] int64 ids of each (sample, table)
 
+    def owners(self) -> torch.Tensor:
+        """[L] the sample of each id."""
+        import torch
+
+        return torch.arange(self.lengths.shape[0]).repeat_interleave(self.lengths.sum(dim=1))
+
+    def select(self, keep: torch.Tensor) -> Bags:
+        """The bags of the samples where `keep` (bool [B]) holds, in order."""
+        return Bags(self.values[keep[self.owners()]], self.lengths[keep])
+
 
 @dataclass
 class Batch:

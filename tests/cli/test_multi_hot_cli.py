@@ -40,8 +40,6 @@ def test_train_and_eval_a_multi_hot_dataset(tmp_path, bag_data, capsys):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--schedule", "hotline"], "the hotline schedule does not take them yet"),
-        (["--schedule", "hotline"], "use --schedule baseline or device_only or fae"),
         (["--schedule", "fae", "--set", "placement.slipstream=true"], "Slipstream does not take"),
         (["--embedding", "dhe"], "--embedding dhe does not take multi-hot"),
         (["--representations", "table"], "a serving artifact (--representations) does not take"),

@@ -57,11 +57,9 @@ def batch_to_device(device, batch: Batch) -> Batch:
 
 
 def select(batch: Batch, mask: torch.Tensor) -> Batch:
-    """The rows of `batch` where mask is true, in order (one-hot batches: the schedules that
-    select refuse multi-hot datasets)."""
-    if batch.bags is not None:
-        raise HotrecError("selecting inputs of a multi-hot batch is not supported")
-    return Batch(batch.dense[mask], batch.sparse[mask], batch.label[mask])
+    """The rows of `batch` where mask is true, in order (with their bags)."""
+    bags = None if batch.bags is None else batch.bags.select(mask)
+    return Batch(batch.dense[mask], batch.sparse[mask], batch.label[mask], bags)
 
 
 def train_step(

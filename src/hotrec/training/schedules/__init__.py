@@ -65,23 +65,12 @@ def check_schedule(placement: PlacementConfig) -> ScheduleEntry:
     return entry
 
 
-MULTI_HOT_SCHEDULES = (
-    "baseline",
-    "device_only",
-    "fae",
-)  # the schedules that take bag tables so far
-
-
 def check_multi_hot(placement: PlacementConfig, schema: Schema) -> None:
-    """One-line refusal of a schedule that cannot take multi-hot (bag) tables yet."""
+    """One-line refusal of what cannot take multi-hot (bag) tables yet (every schedule takes
+    them; Slipstream's staleness filter does not)."""
     if not schema.has_bags:
         return
     bags = ", ".join(schema.tables[t].name for t in schema.bag_tables)
-    if placement.schedule not in MULTI_HOT_SCHEDULES:
-        raise HotrecError(
-            f"the dataset has multi-hot tables ({bags}); the {placement.schedule} schedule "
-            f"does not take them yet: use --schedule {' or '.join(MULTI_HOT_SCHEDULES)}"
-        )
     if placement.slipstream:
         raise HotrecError(
             f"the dataset has multi-hot tables ({bags}); Slipstream does not take them yet"

@@ -56,12 +56,26 @@ class Prepared:
     def select(self, keep: torch.Tensor) -> Prepared:
         """The item restricted to the inputs where `keep` (bool [B]) holds, in order; what was
         computed for them is kept, not computed again."""
+        at = self.per_lookup(keep)
         return dataclasses.replace(
             self,
             batch=select(self.batch, keep),
-            ids=None if self.ids is None else self.ids[keep],
-            slots=None if self.slots is None else self.slots[keep],
+            ids=None if self.ids is None else self.ids[at],
+            slots=None if self.slots is None else self.slots[at],
         )
+
+    def per_lookup(self, keep: torch.Tensor) -> torch.Tensor:
+        """A mask over inputs (bool [B]) as a mask over `ids` and `slots` (their rows [B, K],
+        or with multi-hot bags the flat [L], one per id)."""
+        return keep if self.batch.bags is None else keep[self.batch.bags.owners()]
+
+    def all_hot(self) -> torch.Tensor:
+        """bool [B]: every lookup of the input is a hot row (needs `slots`)."""
+        if self.batch.bags is None:
+            return (self.slots >= 0).all(dim=1)
+        cold = (self.slots < 0).to(torch.int64)  # [L]
+        per_input = torch.zeros(len(self.batch), dtype=torch.int64)
+        return per_input.index_add_(0, self.batch.bags.owners(), cold) == 0
 
 
 class Schedule:

@@ -74,7 +74,8 @@ def split_micro(item: HotlinePrepared) -> HotlinePrepared:
         if not bool(part.any()):
             continue
         micro.append(select(item.batch, part))
-        rows, slots = item.ids[part].reshape(-1), item.slots[part].reshape(-1)
+        at = item.per_lookup(part)
+        rows, slots = item.ids[at].reshape(-1), item.slots[at].reshape(-1)
         plans.append(plan_lookups(rows, slots, item.cold_rows))
         positions.append(torch.nonzero(part).squeeze(1))
     item.micro, item.plans, item.positions = micro, plans, positions
@@ -110,15 +111,17 @@ class Hotline(Schedule):
     def prepare(self, batch: Batch) -> HotlinePrepared:
         """Worker side: rows, slots, split, plans, and the unique cold rows gathered and shipped."""
         generation = self.generation  # read before the slot map: a swap in between re-prepares
-        ids = self.routed.global_ids(batch.sparse)  # [B, K]
-        slots = self.routed.slots(ids)  # [B, K]
+        if batch.bags is None:
+            ids = self.routed.global_ids(batch.sparse)  # [B, K]
+        else:
+            ids = self.routed.bag_rows(batch.bags)  # [L] every id of every bag
+        slots = self.routed.slots(ids)
         cold_rows = torch.unique(ids[slots < 0])  # sorted
         with self.store.lock:
             seq = self.seq
             values = self.store.gather(cold_rows)
-        item = HotlinePrepared(
-            batch, ids, slots, generation, True, (slots >= 0).all(dim=1), cold_rows, values, seq
-        )
+        item = HotlinePrepared(batch, ids, slots, generation, True, None, cold_rows, values, seq)
+        item.popular = item.all_hot()
         item.fused = self.fused
         if self.side is not None:  # staged in pinned memory, copied on the side stream
             dev = self.ctx.device
