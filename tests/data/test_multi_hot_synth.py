@@ -40,6 +40,10 @@ def test_fixed_bags_hold_their_size_and_start_with_the_one_hot_id(made):
             assert (np.diff(offsets) == size).all()
             assert np.array_equal(values[offsets[:-1]], np.asarray(a.sparse)[:, t])
             assert values.max() < mh.schema.tables[t].rows
+            bags = np.asarray(values).reshape(-1, size)  # a bag is a function of its first id
+            first = {}
+            for bag in bags:
+                assert first.setdefault(int(bag[0]), bag.tolist()) == bag.tolist()
 
 
 def test_uniform_lengths_include_empty_bags_and_the_output_is_deterministic(made, tmp_path):

@@ -1,7 +1,8 @@
 """Multi-hot datasets from one-hot ones, as MLPerf's multi-hot Criteo is made from Criteo 1TB:
-each chosen table's id becomes a bag that starts with the id itself, followed by ids drawn
-from the same table's popularity (ids of other rows of the same chunk), so the labels keep
-their meaning and the bags their skew.
+each chosen table's id x becomes a bag that starts with x, followed by ids derived from it,
+(x + s_k) mod rows, with shifts s_1, s_2, ... drawn once per table from the seed. A bag is
+then a function of the sample's id, so the labels keep their meaning, and a shift permutes
+the table's rows, so every position of a bag keeps the table's popularity skew.
 
 Bag sizes are per table (a size of 1 keeps the table one-hot); lengths are `fixed` (every
 bag holds its table's size, as MLPerf's materialized dataset) or `uniform` (0..size ids,
@@ -108,6 +109,13 @@ def make_multi_hot(
     bags, one_hot = schema.bag_tables, schema.one_hot_tables
     splits = [s for s in SPLITS if s in src.meta["splits"]]
 
+    shifts = {}  # per bag table: [size] shifts of a bag's ids from its first, shift 0 first
+    for t in bags:
+        rows = schema.tables[t].rows
+        draw = np.random.default_rng([seed, t, 1]).integers(1, max(rows, 2), sizes[t] - 1)
+        shifts[t] = np.concatenate([[0], draw if rows > 1 else np.zeros(sizes[t] - 1)])
+        shifts[t] = shifts[t].astype(np.int64)
+
     def chunk_lengths(split: int, chunk: int, t: int, n: int) -> np.ndarray:
         return _lengths(sizes[t], lengths, np.random.default_rng([seed, split, chunk, t, 0]), n)
 
@@ -135,10 +143,10 @@ def make_multi_hot(
                 for (values, offsets), t in zip(dst.bags, bags, strict=True):
                     count = chunk_lengths(si, c, t, e - s)
                     local = np.concatenate([[0], np.cumsum(count)])
-                    rng = np.random.default_rng([seed, si, c, t, 1])
-                    bag = ids[rng.integers(0, e - s, int(local[-1])), t]  # the table's skew
-                    full = count > 0
-                    bag[local[:-1][full]] = ids[full, t]  # each bag starts with the row's id
+                    owner = np.repeat(np.arange(e - s), count)  # the row of each id
+                    place = np.arange(int(local[-1])) - local[:-1][owner]  # its place in the bag
+                    rows = schema.tables[t].rows
+                    bag = (ids[owner, t].astype(np.int64) + shifts[t][place]) % rows
                     values[at[t] : at[t] + len(bag)] = bag
                     offsets[s : e + 1] = at[t] + local
                     at[t] += len(bag)
