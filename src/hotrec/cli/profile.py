@@ -75,18 +75,22 @@ def run(args: argparse.Namespace) -> int:
         from hotrec.placement.popularity_plot import require_pyplot
 
         require_pyplot()  # fail before the work, not after it
-    from hotrec.data.format import open_dataset, require_one_hot
+    from hotrec.data.format import open_dataset
+    from hotrec.data.loader import jagged_ids
 
     ds = open_dataset(args.dataset)
-    require_one_hot(ds.schema, "hotrec profile")
     out = args.out or Path("runs") / "profile" / f"{ds.path.resolve().name}-hotset.npz"
     if _inside(out, ds.path):
         raise HotrecError(f"{out} is inside the dataset directory; choose another --out")
     schema = ds.schema
-    sparse = ds.split(args.split).sparse
+    split = ds.split(args.split)
+    sparse = split.sparse
+    bags = None
+    if split.layout is not None:  # multi-hot: every id of every bag is a lookup
+        bags = lambda a, b: jagged_ids(split, slice(a, b))  # noqa: E731
     start = time.perf_counter()
     profiler = PopularityProfiler(args.sample, args.seed, args.block_rows)
-    profiler.fit(sparse, schema.table_rows, [t.name for t in schema.tables])
+    profiler.fit(sparse, schema.table_rows, [t.name for t in schema.tables], bags=bags)
     hot = HotSet.from_profile(profiler, budget, args.dim)
     budgets = [max(1, int(budget * 2.0**k)) for k in CURVE_STEPS]
     curve = hot_input_share_curve(profiler, args.dim, budgets)
