@@ -40,7 +40,6 @@ def test_train_and_eval_a_multi_hot_dataset(tmp_path, bag_data, capsys):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--schedule", "fae", "--set", "placement.slipstream=true"], "Slipstream does not take"),
         (["--embedding", "dhe"], "--embedding dhe does not take multi-hot"),
         (["--representations", "table"], "a serving artifact (--representations) does not take"),
     ],

@@ -148,3 +148,22 @@ def state(trainer) -> dict:
     trainer.schedule.sync()
     host = trainer.device.state_to_host(trainer.model.state_dict())
     return {k: v.clone() for k, v in host.items()}
+
+
+@pytest.mark.parametrize("schedule", ["baseline", "fae", "hotline"])
+def test_slipstream_on_bags_of_one_decides_as_on_one_hot(tmp_path, datasets, schedule):
+    """The same skip decisions and parameters as on the one-hot data (bags of one), with
+    inputs skipped; wider bags train with Slipstream too."""
+    extra = ["train.epochs=2", "placement.slipstream=true", "placement.slipstream_sample=0.3",
+             "placement.hot_budget='2KiB'"]  # fmt: skip
+    runs = {}
+    for name in ("one_hot", "of_one", "wider"):
+        t = make(tmp_path, datasets[name], name, schedule, "sgd", "sgd", "cpu", *extra)
+        runs[name] = (t, t.fit())
+    (a, ra), (b, rb) = runs["one_hot"], runs["of_one"]
+    assert ra["placement"]["skipped_inputs"] > 0
+    assert ra["placement"]["skipped_inputs"] == rb["placement"]["skipped_inputs"]
+    sa, sb = state(a), state(b)
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    assert runs["wider"][1]["stopped"] == "completed"

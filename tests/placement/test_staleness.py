@@ -42,3 +42,18 @@ def test_no_threshold_reaches_the_target_skips_nothing():
     assert d.threshold_ is None and not d.skippable(slots).any() and d.skip_share_ == 0.0
     zero = StalenessDetector(target_share=0.0).fit(before, after, slots)
     assert zero.threshold_ is None
+
+
+def test_padded_multi_hot_inputs_count_only_their_lookups():
+    """A multi-hot input's row of slots is padded with -2 (not a lookup): "all lookups stale"
+    and alpha count its real lookups only (negative control: padding with a real slot of a
+    moving row would change the answer)."""
+    before, after = snapshots([0.0, 0.0, 0.05, 0.05])
+    slots = torch.tensor([[0, -2, -2], [0, 1, -2], [0, 2, 3], [2, -2, -2]])
+    all_d = StalenessDetector(target_share=0.5, tolerance=0.01).fit(before, after, slots)
+    assert all_d.skippable(slots).tolist() == [True, True, False, False]
+    one = StalenessDetector(target_share=0.5, tolerance=0.01, alpha=2).fit(before, after, slots)
+    assert one.skippable(slots).tolist() == [True, True, False, False]  # [0]: 1 of its 1 lookup
+    padded_wrong = slots.clone()
+    padded_wrong[padded_wrong == -2] = 3  # a moving row instead of the pad
+    assert all_d.skippable(padded_wrong).tolist() == [False, False, False, False]

@@ -41,15 +41,22 @@ class StalenessDetector:
         self.skip_share_ = self._share(sample_slots, self.threshold_)
         return self
 
-    def _needed(self, num_lookups: int) -> int:
-        return num_lookups if self.alpha is None else min(self.alpha, num_lookups)
+    def _needed(self, slots: torch.Tensor) -> torch.Tensor:
+        """Stale lookups [S] that make each input skippable: all of its lookups, or alpha of
+        them (-1 in `slots` pads a multi-hot input's row: not a lookup)."""
+        lookups = (slots >= 0).sum(dim=1)
+        return lookups if self.alpha is None else lookups.clamp(max=self.alpha)
+
+    def _stale_lookups(self, stale: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        """Stale lookups [S] of each input of `slots` [S, W], given stale per slot."""
+        return (stale[slots.clamp(min=0)] & (slots >= 0)).sum(dim=1)
 
     def _share(self, slots: torch.Tensor, threshold: float | None) -> float:
         """Skippable share of inputs `slots` [S, T] (all hot) at `threshold`."""
         if threshold is None or slots.shape[0] == 0:
             return 0.0
-        stale_lookups = (self.change_[slots] < threshold).sum(dim=1)  # [S]
-        return float((stale_lookups >= self._needed(slots.shape[1])).float().mean())
+        stale_lookups = self._stale_lookups(self.change_ < threshold, slots)  # [S]
+        return float((stale_lookups >= self._needed(slots)).float().mean())
 
     def _bisect(self, slots: torch.Tensor) -> tuple[float | None, int]:
         """The skippable share grows with T: bisect until it is within tolerance of the target."""
@@ -67,8 +74,7 @@ class StalenessDetector:
         return None, self.max_iter
 
     def skippable(self, slots: torch.Tensor) -> torch.Tensor:
-        """bool [B]: inputs (slots [B, T], all hot) whose stale lookups reach alpha."""
+        """bool [B]: inputs (slots [B, T], all hot; -1 pads) whose stale lookups reach alpha."""
         if self.threshold_ is None:
             return torch.zeros(slots.shape[0], dtype=torch.bool)
-        stale_lookups = self.stale_[slots].sum(dim=1)
-        return stale_lookups >= self._needed(slots.shape[1])
+        return self._stale_lookups(self.stale_, slots) >= self._needed(slots)

@@ -28,7 +28,6 @@ from hotrec.training.evaluation import evaluate
 from hotrec.training.interrupts import stop_on_sigint
 from hotrec.training.optim import build_dense_optimizer
 from hotrec.training.schedules import (
-    check_multi_hot,
     check_schedule,
     make_schedule,
     order_options,
@@ -65,7 +64,6 @@ class Trainer:
         for split in SPLITS:  # every split validated before anything is written or trained
             if self.dataset.has_split(split):
                 self.dataset.split(split)
-        check_multi_hot(cfg.placement, self.dataset.schema)
         self.device = make_device(cfg.train.device)
         autocast(self.device, cfg.train.precision)  # validates the option early
         if cfg.train.precision == "bf16" and self.device.name == "emulated":

@@ -20,7 +20,6 @@ from hotrec.errors import HotrecError
 if TYPE_CHECKING:
     from hotrec.config import PlacementConfig
     from hotrec.training.schedules.base import Schedule
-    from hotrec.types import Schema
 
 # Options that decide which samples make up the rest of an epoch under every schedule.
 COMMON_ORDER = (("data", "batch_size"), ("data", "shuffle"), ("train", "seed"))
@@ -63,18 +62,6 @@ def check_schedule(placement: PlacementConfig) -> ScheduleEntry:
         over = " or ".join(n for n, e in SCHEDULES.items() if e.slipstream)
         raise HotrecError(f"placement.slipstream works over the {over} schedule")
     return entry
-
-
-def check_multi_hot(placement: PlacementConfig, schema: Schema) -> None:
-    """One-line refusal of what cannot take multi-hot (bag) tables yet (every schedule takes
-    them; Slipstream's staleness filter does not)."""
-    if not schema.has_bags:
-        return
-    bags = ", ".join(schema.tables[t].name for t in schema.bag_tables)
-    if placement.slipstream:
-        raise HotrecError(
-            f"the dataset has multi-hot tables ({bags}); Slipstream does not take them yet"
-        )
 
 
 def order_options(schedule: str) -> tuple[tuple[str, str], ...]:

@@ -69,6 +69,13 @@ class Prepared:
         or with multi-hot bags the flat [L], one per id)."""
         return keep if self.batch.bags is None else keep[self.batch.bags.owners()]
 
+    def slots_per_input(self) -> torch.Tensor:
+        """`slots` with one row per input: [B, K], or with multi-hot bags each input's slots
+        padded with PAD (-2: not a lookup; -1 stays "cold") to the widest input [B, W]."""
+        if self.batch.bags is None:
+            return self.slots
+        return per_input(self.slots, self.batch.bags.lengths.sum(dim=1), PAD)
+
     def all_hot(self) -> torch.Tensor:
         """bool [B]: every lookup of the input is a hot row (needs `slots`)."""
         if self.batch.bags is None:
@@ -76,6 +83,20 @@ class Prepared:
         cold = (self.slots < 0).to(torch.int64)  # [L]
         per_input = torch.zeros(len(self.batch), dtype=torch.int64)
         return per_input.index_add_(0, self.batch.bags.owners(), cold) == 0
+
+
+PAD = -2  # pads a multi-hot input's row of slots (slot -1 means a cold lookup)
+
+
+def per_input(flat: torch.Tensor, counts: torch.Tensor, fill: int) -> torch.Tensor:
+    """Values [L] of inputs holding `counts` [B] of them each, in order -> [B, W] rows padded
+    with `fill` (W = the largest count, at least 1)."""
+    width = max(int(counts.max()) if len(counts) else 0, 1)
+    out = torch.full((len(counts), width), fill, dtype=flat.dtype)
+    owner = torch.arange(len(counts)).repeat_interleave(counts)
+    place = torch.arange(len(flat)) - (torch.cumsum(counts, 0) - counts)[owner]
+    out[owner, place] = flat
+    return out
 
 
 class Schedule:

@@ -22,11 +22,12 @@ import dataclasses
 import numpy as np
 import torch
 
+from hotrec.data.loader import jagged_ids
 from hotrec.placement.staleness import StalenessDetector
 from hotrec.training.context import StepContext
-from hotrec.training.schedules.base import Prepared, Schedule, StepResult
+from hotrec.training.schedules.base import PAD, Prepared, Schedule, StepResult, per_input
 from hotrec.training.schedules.placed import obtain_hotset
-from hotrec.types import Batch
+from hotrec.types import Bags, Batch
 
 
 class Slipstream(Schedule):
@@ -84,7 +85,7 @@ class Slipstream(Schedule):
             item = self.prepare(item)
         size = len(item)
         self.consumed += size
-        hot_inputs = (item.slots >= 0).all(dim=1)  # [B]
+        hot_inputs = item.all_hot()  # [B]
         if item.trains_hot and self.hot_seen == self.begin and self.before is None:
             self.before = self._hot_rows_now()
         trained = item
@@ -114,7 +115,7 @@ class Slipstream(Schedule):
     def _drop_skippable(self, item: Prepared, hot: torch.Tensor) -> Prepared | None:
         """The item without its skippable hot inputs; None when nothing is left."""
         skip = torch.zeros_like(hot)
-        skip[hot] = self.detector.skippable(item.slots[hot])
+        skip[hot] = self.detector.skippable(item.slots_per_input()[hot])
         self.skipped += int(skip.sum())
         self.seen_hot += int(hot.sum())
         record = self.epochs[-1]  # this epoch's realized share, over hot inputs after the fit
@@ -154,9 +155,14 @@ class Slipstream(Schedule):
         rng = np.random.default_rng([ctx.seed, self.epoch, 7])
         take = max(1, int(round(ctx.placement.slipstream_sample * len(rows)))) if len(rows) else 0
         rows = np.sort(rng.choice(rows, size=take, replace=False)) if take else rows
-        sparse = torch.from_numpy(np.asarray(ctx.train.sparse[rows], np.int64))
-        slots = self.slots(self.base.global_ids(sparse))
-        return slots[(slots >= 0).all(dim=1)]
+        if ctx.train.layout is None:
+            sparse = torch.from_numpy(np.asarray(ctx.train.sparse[rows], np.int64))
+            slots = self.slots(self.base.global_ids(sparse))
+            return slots[(slots >= 0).all(dim=1)]
+        ids, lengths = jagged_ids(ctx.train, rows)  # multi-hot: every id of every bag
+        bags = Bags(torch.from_numpy(ids), torch.from_numpy(lengths))
+        slots = per_input(self.slots(ctx.rows.bag_rows(bags)), bags.lengths.sum(dim=1), PAD)
+        return slots[(slots != -1).all(dim=1)]  # inputs without a cold lookup (-1)
 
     # -- freeze mode: a filter on row updates ----------------------------------------------------
     def _hold_frozen(self, rows: torch.Tensor, grads: torch.Tensor) -> torch.Tensor | None:
