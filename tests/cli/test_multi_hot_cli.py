@@ -53,11 +53,27 @@ def test_what_cannot_take_bags_refuses_in_one_line(tmp_path, bag_data, capsys, e
     assert not (run / "checkpoint.pt").exists()
 
 
-def test_plan_refuses_bags(tmp_path, bag_data, capsys):
-    assert main(["plan", "--data", str(bag_data)]) in (1, 2)
-    err = capsys.readouterr().err.strip()
-    assert "hotrec plan does not take multi-hot tables yet (C2, C3" in err
-    assert "Traceback" not in err
+def test_plan_counts_every_id_of_a_bag(tmp_path, bag_data, capsys):
+    import numpy as np
+
+    from hotrec.data.format import open_dataset
+    from hotrec.placement.popularity import capacity_for, top_rows
+
+    assert main(["plan", "--data", str(bag_data), "--preset", "tiny", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    ds = open_dataset(bag_data)
+    split, schema = ds.split("train"), ds.schema
+    rows = [np.asarray(split.sparse[:, c]) + schema.table_offsets[t]
+            for c, t in enumerate(schema.one_hot_tables)]  # fmt: skip
+    rows += [np.asarray(v) + schema.table_offsets[t]
+             for (v, _), t in zip(split.bags, schema.bag_tables, strict=True)]  # fmt: skip
+    every = np.concatenate(rows)
+    assert plan["shape"]["lookups"] == pytest.approx(len(every) / len(split))
+    counts = np.bincount(every, minlength=schema.total_rows)  # the sample is the whole split
+    for pop in plan["popularity"]:
+        capacity = min(capacity_for(pop["budget_bytes"], 8), int((counts > 0).sum()))
+        hot = np.isin(every, top_rows(counts, capacity))
+        assert pop["lookup_share"] == pytest.approx(hot.mean())
 
 
 def test_profile_counts_every_id_of_a_bag(tmp_path, bag_data, capsys):

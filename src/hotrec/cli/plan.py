@@ -49,7 +49,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hotrec.data.format import open_dataset, require_one_hot
+    from hotrec.data.format import open_dataset
     from hotrec.placement.planner import plan
     from hotrec.placement.popularity import parse_bytes
     from hotrec.training.plan import measure
@@ -67,7 +67,6 @@ def run(args: argparse.Namespace) -> int:
         if not budgets or min(budgets) < 1:
             raise HotrecError(f"--budgets needs positive byte sizes, got {args.budgets!r}")
     dataset = open_dataset(cfg.data.path)
-    require_one_hot(dataset.schema, "hotrec plan")
     from hotrec.progress import console as progress
 
     say = (lambda m: None) if args.json else (lambda m: progress.print(f"[dim]{m}...[/dim]"))
@@ -120,7 +119,7 @@ def print_plan(shape, rates, pops, result, command: str) -> None:
         return "none (host memory)" if r is None else f"{r / 2**30:.1f} GiB/s"
 
     console.print(
-        f"data: {shape.train_rows:,} training inputs, {shape.lookups} lookups each; "
+        f"data: {shape.train_rows:,} training inputs, {shape.lookups:g} lookups each; "
         f"{shape.rows:,} rows x {shape.dim} = {format_bytes(shape.table_bytes)} with "
         f"optimizer state; batch {shape.batch_size}"
     )

@@ -45,7 +45,7 @@ class Shape:
     """The data and model, as the cost model needs them."""
 
     batch_size: int
-    lookups: int  # K: lookups per input
+    lookups: float  # K: lookups per input (multi-hot: the mean over the training split)
     dim: int
     rows: int  # embedding rows of all tables
     table_bytes: int  # rows and their optimizer state

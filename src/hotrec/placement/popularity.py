@@ -44,7 +44,8 @@ class PopularityProfiler:
     Parameters are stored as given; `fit` reads the sample and sets:
     counts_ (int64 [R]) lookups per global row in the sample; sampled_inputs_ (int) inputs
     counted; sampled_blocks_ (int); sample_global_ids_ (int64 [S, T]) global ids of a seeded
-    subsample of at most max_share_inputs of those inputs; table_offsets_ (int64 [T]),
+    subsample of at most max_share_inputs of those inputs (multi-hot: [S, W], each input's
+    first sample_lookups_[i] entries its lookups, the rest a copy of its last one); table_offsets_ (int64 [T]),
     table_rows_ (list[int]), table_names_ (list[str]).
     """
 
@@ -91,6 +92,7 @@ class PopularityProfiler:
         keep = _subsample(sampled, self.max_share_inputs, rng)  # [S] positions in the sample
         counter = _Counter(sum(rows))
         kept: list[np.ndarray] = []
+        real: list[np.ndarray] = []  # multi-hot: ids of each kept input (the rest pads)
         pos = 0
         with _counting_progress(sampled) as advance:
             for a, b in spans:
@@ -106,17 +108,25 @@ class PopularityProfiler:
                     counter.add(flat)
                     lo, hi = np.searchsorted(keep, [pos, pos + b - a])
                     kept.append(_padded(flat, per_input, keep[lo:hi] - pos))
+                    real.append(per_input[keep[lo:hi] - pos])
                 pos += b - a
                 advance(b - a)
         if bags is not None:  # one width for all; at most MAX_SHARE_IDS ids kept
             width = max((k.shape[1] for k in kept), default=1)
             kept = [np.pad(k, ((0, 0), (0, width - k.shape[1])), mode="edge") for k in kept]
-            every = -(-sum(len(k) for k in kept) * width // MAX_SHARE_IDS)
-            kept = [np.concatenate(kept)[::every]] if every > 1 else kept
+            every = max(1, -(-sum(len(k) for k in kept) * width // MAX_SHARE_IDS))
+            kept = [np.concatenate(kept)[::every]] if kept else kept
+            real = [np.concatenate(real)[::every]] if real else real
         self.counts_ = counter.result()
         self.sampled_inputs_ = sampled
         self.sampled_blocks_ = len(spans)
         self.sample_global_ids_ = np.concatenate(kept)
+        width = self.sample_global_ids_.shape[1]
+        self.sample_lookups_ = (  # real lookups of each kept input (multi-hot: the rest pads)
+            np.concatenate(real)
+            if bags is not None
+            else np.full(len(self.sample_global_ids_), width)
+        ).astype(np.int64)
         self.table_offsets_ = offsets
         self.table_rows_ = rows
         self.table_names_ = names

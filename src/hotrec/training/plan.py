@@ -25,6 +25,7 @@ import torch
 
 from hotrec.config import RunConfig, replace
 from hotrec.data.format import Dataset, DatasetWriter
+from hotrec.data.loader import jagged_ids
 from hotrec.device import Device, Readback, make_device
 from hotrec.embeddings.store import EmbeddingStore
 from hotrec.errors import HotrecError
@@ -51,32 +52,49 @@ def shape_of(cfg: RunConfig, dataset: Dataset) -> Shape:
     rows = dataset.schema.total_rows
     dim = cfg.model.embedding_dim
     state = rows * 4 if cfg.optim.sparse == "adagrad" else 0
+    train = dataset.split("train")
+    lookups = dataset.schema.num_tables  # per input; multi-hot: the split's mean over bags
+    if train.layout is not None and len(train):
+        ids = sum(int(offsets[-1]) for _, offsets in train.bags)
+        lookups = len(train.layout.one_hot) + ids / len(train)
     return Shape(
         batch_size=cfg.data.batch_size,
-        lookups=dataset.schema.num_tables,
+        lookups=lookups,
         dim=dim,
         rows=rows,
         table_bytes=rows * dim * BYTES_PER_VALUE + state,
-        train_rows=len(dataset.split("train")),
+        train_rows=len(train),
     )
 
 
 # -- the network ------------------------------------------------------------------------------
-def network_step_s(cfg: RunConfig, schema: Schema, workdir: Path, batches: int = BATCHES) -> float:
-    """Seconds per device_only step on stand-in data of the same shape (median of steps)."""
+def network_step_s(
+    cfg: RunConfig,
+    schema: Schema,
+    workdir: Path,
+    batches: int = BATCHES,
+    bag_lengths: dict[int, int] | None = None,
+) -> float:
+    """Seconds per device_only step on stand-in data of the same shape (median of steps);
+    a multi-hot table's bags hold `bag_lengths[t]` ids each (its mean, rounded)."""
     from hotrec.training.trainer import Trainer
 
     small = Schema(
         schema.dense_names,
-        tuple(TableSpec(t.name, min(t.rows, NET_TABLE_ROWS)) for t in schema.tables),
+        tuple(TableSpec(t.name, min(t.rows, NET_TABLE_ROWS), t.pooling) for t in schema.tables),
     )
     rng = np.random.default_rng(0)
     n = (batches + 2) * cfg.data.batch_size
     data = workdir / "standin"
+    sizes = {t: (bag_lengths or {}).get(t, 1) for t in small.bag_tables}
     with DatasetWriter(data) as w:
         for split, rows in (("train", n), ("val", 16)):
-            a = w.create_split(split, rows, small)
-            a.sparse[:] = np.stack([rng.integers(0, t.rows, rows) for t in small.tables], axis=1)
+            a = w.create_split(split, rows, small, {t: rows * k for t, k in sizes.items()})
+            ids = [rng.integers(0, small.tables[t].rows, rows) for t in small.one_hot_tables]
+            a.sparse[:] = np.stack(ids, axis=1) if ids else a.sparse
+            for (values, offsets), t in zip(a.bags, small.bag_tables, strict=True):
+                values[:] = rng.integers(0, small.tables[t].rows, len(values))
+                offsets[:] = np.arange(rows + 1) * sizes[t]
             a.dense[:] = rng.random((rows, small.num_dense), dtype=np.float32)
             a.label[:] = rng.random(rows) < 0.25
         w.commit(small, {"source": "hotrec plan stand-in"})
@@ -153,9 +171,14 @@ def popularity(
     p = cfg.placement
     train = dataset.split("train")
     rows = list(dataset.schema.table_rows)
-    fit = PopularityProfiler(p.sample_fraction, cfg.train.seed).fit(train.sparse, rows)
-    held = PopularityProfiler(p.sample_fraction, cfg.train.seed + 1).fit(train.sparse, rows)
-    lookups = held.sample_global_ids_  # [S, K]
+    bags = None
+    if train.layout is not None:  # multi-hot: every id of every bag is a lookup
+        bags = lambda a, b: jagged_ids(train, slice(a, b))  # noqa: E731
+    fit = PopularityProfiler(p.sample_fraction, cfg.train.seed).fit(train.sparse, rows, bags=bags)
+    held = PopularityProfiler(p.sample_fraction, cfg.train.seed + 1)
+    held.fit(train.sparse, rows, bags=bags)
+    lookups = held.sample_global_ids_  # [S, K] (multi-hot: [S, W], padded)
+    real = np.arange(lookups.shape[1])[None, :] < held.sample_lookups_[:, None]  # [S, K]
     order = np.argsort(-fit.counts_, kind="stable")
     rank = np.empty(len(order), np.int64)
     rank[order] = np.arange(len(order))
@@ -166,19 +189,28 @@ def popularity(
         capacity = min(capacity_for(budget, cfg.model.embedding_dim), int((fit.counts_ > 0).sum()))
         hot = worst < capacity  # [S, K]
         distinct = [
-            len(np.unique(lookups[a : a + bs][~hot[a : a + bs]]))
+            len(np.unique(lookups[a : a + bs][~hot[a : a + bs] & real[a : a + bs]]))
             for a in range(0, min(len(lookups), POPULARITY_BATCHES * bs), bs)
         ]
         out.append(
             Popularity(
                 budget_bytes=int(budget),
                 hot_rows=len(top_rows(fit.counts_, capacity)),
-                lookup_share=float(hot.mean()) if hot.size else 0.0,
+                lookup_share=float(hot[real].mean()) if real.any() else 0.0,
                 input_share=float(hot.all(axis=1).mean()) if len(hot) else 0.0,
                 unique_cold_per_batch=float(np.mean(distinct)) if distinct else 0.0,
             )
         )
-    return out, lookups
+    return out, lookups[real]  # every real lookup, in input order
+
+
+def mean_bags(dataset: Dataset) -> dict[int, int]:
+    """Each multi-hot table's mean ids per input on the training split, rounded (at least 1)."""
+    train = dataset.split("train")
+    return {
+        t: max(1, round(int(offsets[-1]) / max(len(train), 1)))
+        for (_, offsets), t in zip(train.bags, dataset.schema.bag_tables, strict=True)
+    }
 
 
 def default_budgets(cfg: RunConfig, shape: Shape, device: Device) -> list[int]:
@@ -211,13 +243,13 @@ def measure(cfg: RunConfig, dataset: Dataset, budgets: list[int] | None, progres
     if not budgets:  # of the default budgets, one that holds every sampled row is enough
         pops = [p for i, p in enumerate(pops) if i == 0 or p.hot_rows > pops[i - 1].hot_rows]
     say("timing the host store's gathers and updates")
-    per_batch = shape.batch_size * shape.lookups
+    per_batch = max(1, round(shape.batch_size * shape.lookups))
     gather, update = host_row_s(lookups, shape.dim, cfg.optim.sparse, per_batch)
     say("timing copies between host and device")
     h2d, d2h = link_rates(device)
     say("timing the network's steps")
     with tempfile.TemporaryDirectory(prefix="hotrec-plan-") as tmp:
-        net = network_step_s(cfg, dataset.schema, Path(tmp))
+        net = network_step_s(cfg, dataset.schema, Path(tmp), bag_lengths=mean_bags(dataset))
     rates = Rates(
         device=str(device),
         net_step_s=net,
