@@ -40,7 +40,9 @@ def test_train_and_eval_a_multi_hot_dataset(tmp_path, bag_data, capsys):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--embedding", "dhe"], "--embedding dhe does not take multi-hot"),
+        (["--embedding", "qr"], "--embedding qr does not take multi-hot"),
+        (["--embedding", "hybrid"], "--embedding hybrid does not take multi-hot"),
+        (["--embedding", "dhe", "--set", "model.dhe_batchnorm=true"], "dhe with BatchNorm"),
         (["--representations", "table"], "a serving artifact (--representations) does not take"),
     ],
 )

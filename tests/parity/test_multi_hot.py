@@ -167,3 +167,22 @@ def test_slipstream_on_bags_of_one_decides_as_on_one_hot(tmp_path, datasets, sch
     for k in sa:
         assert torch.equal(sa[k], sb[k]), k
     assert runs["wider"][1]["stopped"] == "completed"
+
+
+def test_dhe_on_bags_of_one_trains_bit_for_bit_like_one_hot(tmp_path, datasets, device="cpu"):
+    """DHE decodes every id of a bag (each distinct one once) in one-hot order and pools.
+    CPU only: DHE's training does not run on the emulated device, one-hot either (its
+    torch.unique on device memory has no emulated kernel)."""
+    small = ["model.embedding='dhe'", "model.dhe_hashes=16", "model.dhe_buckets=1000",
+             "model.dhe_prime=1009", "train.max_steps=20", "train.eval_every=0"]  # fmt: skip
+    runs = {}
+    for name in ("one_hot", "of_one", "wider"):
+        t = make(tmp_path, datasets[name], name, "baseline", "sgd", "adam", device, *small)
+        result = t.fit()
+        runs[name] = (state(t), result)
+    (a, ra), (b, rb) = runs["one_hot"], runs["of_one"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert ra["val"]["auc"] == rb["val"]["auc"]
+    wider = runs["wider"][0]
+    assert any(not torch.equal(a[k], wider[k]) for k in a)  # negative control

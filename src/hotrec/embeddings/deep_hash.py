@@ -28,8 +28,10 @@ import torch
 from torch import nn
 
 from hotrec.device import as_device
+from hotrec.embeddings.bags import pool_bags
 from hotrec.embeddings.mp_cache import MPCache, decode_unique
 from hotrec.errors import HotrecError
+from hotrec.types import Bags
 
 DISTRIBUTIONS = ("uniform", "gaussian")
 ACTIVATIONS = {"relu": nn.ReLU, "mish": nn.Mish}
@@ -122,6 +124,7 @@ class DeepHashEmbedding(nn.Module):
         self.decoder = BatchedMLP(num_features, sizes, activation, batchnorm, gen)
         self.dim = dim
         self.cache: MPCache | None = None
+        self.mean_tables = [False] * num_features  # multi-hot: the features averaged per bag
 
     @property
     def num_features(self) -> int:
@@ -168,7 +171,9 @@ class DeepHashEmbedding(nn.Module):
         rows = max(1, INFER_CODES // (f * self.num_hashes))
         return torch.cat([self.decode(part) for part in grid.split(rows, dim=1)], dim=1)
 
-    def forward(self, sparse: torch.Tensor) -> torch.Tensor:
+    def forward(self, sparse: torch.Tensor, bags: Bags | None = None) -> torch.Tensor:
+        if bags is not None:
+            return self._decode_bags(bags)
         x = self.reduce(sparse)  # [B, F]
         if self.training and len(self.decoder.norms):  # batch statistics need every lookup
             return self.decode(x.t()).transpose(0, 1)  # [B, F, D]
@@ -186,6 +191,19 @@ class DeepHashEmbedding(nn.Module):
         features = torch.arange(f, out=x.new_empty(f)).expand(b, f)  # [B, F] where x lives
         out = decode_unique(self.decode, features.reshape(-1), x.reshape(-1), f, self.prime)
         return out.view(b, f, -1)  # [B, F, D]
+
+    def _decode_bags(self, bags: Bags) -> torch.Tensor:
+        """Multi-hot: every id of sample-major bags decoded (each distinct (feature, id) once,
+        in the order a one-hot batch would be, so a bag of one gives its one-hot vector), then
+        pooled per bag (`mean_tables`: the features whose bags are averaged)."""
+        if len(self.decoder.norms):
+            raise HotrecError("DHE with BatchNorm does not take multi-hot tables yet")
+        b, f = bags.lengths.shape
+        device = self.hash_a.device
+        feature = torch.arange(f).repeat(b).repeat_interleave(bags.lengths.reshape(-1))  # [L]
+        x = self.reduce(bags.values)  # [L] on the module's device
+        out = decode_unique(self.decode, feature.to(device), x, f, self.prime)  # [L, D]
+        return pool_bags(out, bags, self.mean_tables, lambda t: t.to(device))
 
     def _decode_cached(self, x: torch.Tensor) -> torch.Tensor:
         """Eval mode with MP-Cache: cached ids from the cache, the rest decoded once each."""

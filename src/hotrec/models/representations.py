@@ -29,10 +29,11 @@ def build_embeddings(
 ) -> nn.Module:
     """sparse [B, T] -> [B, F, D] for the configured representation."""
     columns = list(range(schema.num_tables))
-    if schema.has_bags and model.embedding != "table":
+    if schema.has_bags and (model.embedding not in ("table", "dhe") or model.dhe_batchnorm):
+        what = "dhe with BatchNorm" if model.embedding == "dhe" else model.embedding
         raise HotrecError(
-            f"--embedding {model.embedding} does not take multi-hot (bag) tables yet; "
-            "this dataset has some: use --embedding table"
+            f"--embedding {what} does not take multi-hot (bag) tables yet; "
+            "this dataset has some: use --embedding table or dhe"
         )
     if model.embedding_map and model.embedding != "hybrid":
         raise HotrecError(
@@ -53,7 +54,9 @@ def build_embeddings(
             generator,
         )
     if model.embedding == "dhe":
-        return build_dhe(schema.table_rows, model, generator)
+        dhe = build_dhe(schema.table_rows, model, generator)
+        dhe.mean_tables = [t.pooling == "mean" for t in schema.tables]
+        return dhe
     if model.embedding == "hybrid":
         return build_hybrid(schema, model, optim, generator)
     raise HotrecError(

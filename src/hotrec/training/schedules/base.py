@@ -148,7 +148,7 @@ class Schedule:
         return part.global_ids(sparse)
 
     def prepare(self, batch: Batch) -> Prepared:
-        if batch.bags is not None:  # multi-hot: every id's row, flat [L] (baseline only)
+        if batch.bags is not None and self.ctx.rows is not None:  # multi-hot: each id's row [L]
             return Prepared(batch, self.ctx.rows.bag_rows(batch.bags), generation=self.generation)
         return Prepared(batch, self.global_ids(batch.sparse), generation=self.generation)
 
