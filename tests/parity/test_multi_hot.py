@@ -169,7 +169,8 @@ def test_slipstream_on_bags_of_one_decides_as_on_one_hot(tmp_path, datasets, sch
     assert runs["wider"][1]["stopped"] == "completed"
 
 
-def test_dhe_on_bags_of_one_trains_bit_for_bit_like_one_hot(tmp_path, datasets, device="cpu"):
+@pytest.mark.parametrize("device", ["cpu"])
+def test_dhe_on_bags_of_one_trains_bit_for_bit_like_one_hot(tmp_path, datasets, device):
     """DHE decodes every id of a bag (each distinct one once) in one-hot order and pools.
     CPU only: DHE's training does not run on the emulated device, one-hot either (its
     torch.unique on device memory has no emulated kernel)."""
@@ -186,3 +187,20 @@ def test_dhe_on_bags_of_one_trains_bit_for_bit_like_one_hot(tmp_path, datasets, 
     assert ra["val"]["auc"] == rb["val"]["auc"]
     wider = runs["wider"][0]
     assert any(not torch.equal(a[k], wider[k]) for k in a)  # negative control
+
+
+def test_dhe_on_bags_runs_on_the_emulated_device_as_on_the_cpu(tmp_path, datasets):
+    """The bag path packs the distinct ids on the host and uploads them: no device-side
+    torch.unique, so it runs on the emulated device (the one-hot DHE path does not yet)."""
+    small = ["model.embedding='dhe'", "model.dhe_hashes=16", "model.dhe_buckets=1000",
+             "model.dhe_prime=1009", "train.max_steps=20", "train.eval_every=0"]  # fmt: skip
+    out = {}
+    for device in ("cpu", "emulated"):
+        t = make(tmp_path, datasets["wider"], device, "baseline", "sgd", "adam", device, *small)
+        result = t.fit()
+        out[device] = (state(t), result)
+    (a, ra), (b, rb) = out["cpu"], out["emulated"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert rb["syncs_per_step"]["max"] == 1  # the step's one host wait: no hidden sync
+    assert rb["val"]["auc"] == pytest.approx(ra["val"]["auc"], abs=1e-6)

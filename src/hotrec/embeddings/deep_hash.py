@@ -125,6 +125,7 @@ class DeepHashEmbedding(nn.Module):
         self.dim = dim
         self.cache: MPCache | None = None
         self.mean_tables = [False] * num_features  # multi-hot: the features averaged per bag
+        self.upload = None  # the device's asynchronous host-to-device copy, once placed
 
     @property
     def num_features(self) -> int:
@@ -200,10 +201,11 @@ class DeepHashEmbedding(nn.Module):
             raise HotrecError("DHE with BatchNorm does not take multi-hot tables yet")
         b, f = bags.lengths.shape
         device = self.hash_a.device
+        upload = self.upload or (lambda t: t.to(device))
         feature = torch.arange(f).repeat(b).repeat_interleave(bags.lengths.reshape(-1))  # [L]
-        x = self.reduce(bags.values)  # [L] on the module's device
-        out = decode_unique(self.decode, feature.to(device), x, f, self.prime)  # [L, D]
-        return pool_bags(out, bags, self.mean_tables, lambda t: t.to(device))
+        x = torch.remainder(bags.values, self.prime)  # [L] on the host, where bags are
+        out = decode_unique(self.decode, feature, x, f, self.prime, upload)  # [L, D]
+        return pool_bags(out, bags, self.mean_tables, upload)
 
     def _decode_cached(self, x: torch.Tensor) -> torch.Tensor:
         """Eval mode with MP-Cache: cached ids from the cache, the rest decoded once each."""
@@ -257,7 +259,9 @@ class DeepHashEmbedding(nn.Module):
     # -- the representation contract ---------------------------------------------------------
     def place(self, device) -> None:
         """Decoder and hash parameters into `device` memory (a Device or a torch device)."""
-        as_device(device).place_module(self)
+        device = as_device(device)
+        device.place_module(self)
+        self.upload = None if device.is_host else device.upload  # host index -> device
 
     def step(self) -> None:
         """No rows: the dense optimizer trains the decoder."""

@@ -52,7 +52,7 @@ def lookup_ms(
     embeddings.eval()
     times = []
     try:
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: emulated device tensors refuse it
             for i in range(repeats + 1):
                 t = time.perf_counter()
                 embeddings(sparse) if bags is None else embeddings(sparse, bags)  # [B, F, D]

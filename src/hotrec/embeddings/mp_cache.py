@@ -23,13 +23,32 @@ Decode = Callable[[torch.Tensor], torch.Tensor]  # feature-major ids [F, N] -> [
 
 
 def decode_unique(
-    decode: Decode, features: torch.Tensor, ids: torch.Tensor, num_features: int, bound: int
+    decode: Decode,
+    features: torch.Tensor,
+    ids: torch.Tensor,
+    num_features: int,
+    bound: int,
+    upload: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Embeddings of (features[i], ids[i]) pairs [N] -> [N, D], each distinct pair decoded once.
 
     ids must lie in [0, bound). The distinct ids of each feature are packed into a padded
     feature-major grid [F, W] (W = the most distinct ids of any feature; padding id 0) so all
-    decoders run in one batched pass."""
+    decoders run in one batched pass. With `upload`, features and ids are host tensors: the
+    packing runs on the host and only the grid and the gather indices are uploaded, so the
+    device never has to report a data-dependent size (no host wait)."""
+    if upload is not None:
+        key = features * bound + ids  # [N] on host
+        unique, inverse = torch.unique(key, return_inverse=True)
+        feature = torch.div(unique, bound, rounding_mode="floor")
+        counts = torch.bincount(feature, minlength=num_features)
+        column = torch.arange(unique.shape[0]) - (torch.cumsum(counts, 0) - counts)[feature]
+        grid = torch.zeros(
+            (num_features, int(counts.max()) if unique.numel() else 0), dtype=torch.int64
+        )
+        grid[feature, column] = unique - feature * bound
+        values = decode(upload(grid))[upload(feature), upload(column)]  # [U, D] on device
+        return values[upload(inverse)]  # [N, D]
     key = features * bound + ids  # [N], sorted by feature first
     unique, inverse = torch.unique(key, return_inverse=True)  # [U], [N]
     feature = torch.div(unique, bound, rounding_mode="floor")  # [U]
