@@ -31,6 +31,7 @@ def test_train_and_eval_a_multi_hot_dataset(tmp_path, bag_data, capsys):
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert abs(metrics["auc"] - result["test"]["auc"]) < 1e-6
     assert main(["info", str(bag_data)]) == 0
+    assert "C2 (bag, sum)" in capsys.readouterr().out
     fae = ["--schedule", "fae", "--hot-budget", "2KiB", "--run-dir", str(tmp_path / "fae")]
     assert main(args[:-2] + fae + ["--max-steps", "20"]) == 0
     placement = json.loads((tmp_path / "fae" / "result.json").read_text())["placement"]

@@ -55,9 +55,11 @@ def run(args: argparse.Namespace) -> int:
     for col in ("table", "rows", "seen", "top 1% share", "top 10% share"):
         table.add_column(col, justify="right")
     summary = skew_summary(ds, "train", args.max_rows or None)
+    pooling = {t.name: t.pooling for t in ds.schema.tables}
     for s in summary:
+        bag = f" (bag, {pooling[s['name']]})" if pooling.get(s["name"]) else ""
         table.add_row(
-            s["name"],
+            s["name"] + bag,
             f"{s['rows']:,}",
             f"{s['distinct']:,}",
             f"{s['top1_share']:.1%}",
