@@ -59,3 +59,19 @@ def test_placing_dhe_is_refused_with_one_line(tmp_path, data, capsys):
     )
     assert code == 2
     assert "has none: use --schedule baseline" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "rep", [["model.embedding='dhe'"], REPRESENTATIONS[2]], ids=["dhe", "hybrid"]
+)
+def test_deep_hash_trains_on_the_emulated_device_with_one_sync_per_step(tmp_path, data, rep):
+    """Ids in device memory are decoded every one, not deduplicated (finding the distinct ones
+    would make the device report a size: a hidden sync); the CPU run's parameters."""
+    small = ["model.dhe_hashes=16", "model.dhe_buckets=1000", "model.dhe_prime=1009"]
+    cpu = make(tmp_path, data, "cpu", "baseline", "sgd", "sgd", *rep, *small)
+    cpu.fit()
+    emu = make(tmp_path, data, "emu", "baseline", "sgd", "sgd", *rep, *small,
+               "train.device='emulated'")  # fmt: skip
+    result = emu.fit()
+    assert result["syncs_per_step"]["max"] == 1
+    assert_same(params(emu), params(cpu))

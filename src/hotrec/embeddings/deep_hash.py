@@ -178,6 +178,10 @@ class DeepHashEmbedding(nn.Module):
         x = self.reduce(sparse)  # [B, F]
         if self.training and len(self.decoder.norms):  # batch statistics need every lookup
             return self.decode(x.t()).transpose(0, 1)  # [B, F, D]
+        if self.upload is not None and (self.training or self.cache is None):
+            # ids in device memory: finding the distinct ones would make the device report a
+            # size to the host (a hidden sync per step); every lookup is decoded instead
+            return self.decode(x.t()).transpose(0, 1)  # [B, F, D]
         if self.training or self.cache is None:
             return self._decode_distinct(x)
         return self._decode_cached(x)

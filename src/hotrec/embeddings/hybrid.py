@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hotrec.device import as_device
 from hotrec.embeddings.deep_hash import DeepHashEmbedding
 
 
@@ -53,7 +54,10 @@ class HybridEmbedding(nn.Module):
         if self.rows is not None:
             parts.append(self.rows(sparse))  # [B, K_table, D]
         if self.dhe is not None:
-            ids = sparse.index_select(1, self.dhe_columns.to(sparse.device))  # [B, K_dhe]
+            columns = self.dhe_columns
+            if columns.device != sparse.device:  # placed: the copy made in device memory
+                columns = self._placed_columns
+            ids = sparse.index_select(1, columns)  # [B, K_dhe]
             parts.append(self.dhe(ids))  # [B, K_dhe, D]
         return torch.cat(parts, dim=1)  # [B, F, D]
 
@@ -63,6 +67,7 @@ class HybridEmbedding(nn.Module):
             self.rows.place(device)
         if self.dhe is not None:
             self.dhe.place(device)
+            self._placed_columns = as_device(device).upload(self.dhe_columns)
 
     def begin_step(self):
         return self.rows.begin_step() if self.rows is not None else None
