@@ -116,6 +116,13 @@ class Bags:
 
         return torch.arange(self.lengths.shape[0]).repeat_interleave(self.lengths.sum(dim=1))
 
+    def tables(self) -> torch.Tensor:
+        """[L] the table of each id."""
+        import torch
+
+        batch, tables = self.lengths.shape
+        return torch.arange(tables).repeat(batch).repeat_interleave(self.lengths.reshape(-1))
+
     def select(self, keep: torch.Tensor) -> Bags:
         """The bags of the samples where `keep` (bool [B]) holds, in order."""
         return Bags(self.values[keep[self.owners()]], self.lengths[keep])

@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hotrec.config import load_config
-from hotrec.training.trainer import start_run
 from tests.conftest import write_bag_dataset, write_toy_dataset
+from tests.parity.test_schedules import make as make_run
 
 
 @pytest.fixture(scope="module")
@@ -56,23 +55,10 @@ def test_device_only_equals_baseline_on_bags(tmp_path, datasets, sparse, dense, 
 
 
 def make(tmp_path, data, name, schedule, sparse, dense, device, *extra):
-    cfg = load_config(
-        "tiny",
-        [
-            f"data.path='{data}'",
-            "data.batch_size=32",
-            f"optim.sparse='{sparse}'",
-            f"optim.dense='{dense}'",
-            "train.checkpoint_every=0",
-            f"train.device='{device}'",
-            "train.deterministic=true",
-            f"placement.schedule='{schedule}'",
-            "placement.hot_budget='1KiB'",  # 32 hot rows of D=8
-            "placement.sample_fraction=1.0",
-            *extra,
-        ],
+    """The schedules' parity run (tiny model, batch 32, 1 KiB hot budget) on `device`."""
+    return make_run(
+        tmp_path, data, name, schedule, sparse, dense, f"train.device='{device}'", *extra
     )
-    return start_run(cfg, tmp_path / name)
 
 
 @pytest.mark.parametrize("device", ["cpu", "emulated"])

@@ -8,7 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from hotrec.data.format import CHECKED, open_dataset
+from hotrec.data.format import open_dataset
+from hotrec.data.ranges import CHECKED
 from hotrec.errors import HotrecError
 from hotrec.integrity import CHECKSUMS
 from tests.untrusted.helpers import flip_bytes, one_line_error

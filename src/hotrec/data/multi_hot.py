@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hotrec.data.format import SPLITS, Dataset, DatasetWriter, require_one_hot
+from hotrec.data.bag_layout import require_one_hot
+from hotrec.data.format import SPLITS, Dataset, DatasetWriter
 from hotrec.errors import HotrecError
 from hotrec.progress import make_progress
 from hotrec.types import POOLINGS, Schema, TableSpec

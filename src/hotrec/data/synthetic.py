@@ -38,13 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hotrec.data.format import (
-    Dataset,
-    DatasetWriter,
-    SplitArrays,
-    require_one_hot,
-    sparse_dtype_for,
-)
+from hotrec.data.bag_layout import require_one_hot
+from hotrec.data.format import Dataset, DatasetWriter, SplitArrays, sparse_dtype_for
 from hotrec.data.powerlaw import (
     MAX_EXPONENT,
     MIN_EXPONENT,

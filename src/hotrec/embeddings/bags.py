@@ -13,9 +13,7 @@ from hotrec.types import Bags
 def bag_rows(bags: Bags, offsets: torch.Tensor) -> torch.Tensor:
     """Global rows [L] of every id of sample-major bags (host), `offsets` [T] each table's
     first row in the fused row space."""
-    batch, tables = bags.lengths.shape
-    table = torch.arange(tables).repeat(batch)  # [B*T] the table of each bag
-    return bags.values + offsets[table.repeat_interleave(bags.lengths.reshape(-1))]
+    return bags.values + offsets[bags.tables()]
 
 
 def pool_bags(

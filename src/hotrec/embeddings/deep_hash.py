@@ -203,12 +203,11 @@ class DeepHashEmbedding(nn.Module):
         pooled per bag (`mean_tables`: the features whose bags are averaged)."""
         if len(self.decoder.norms):
             raise HotrecError("DHE with BatchNorm does not take multi-hot tables yet")
-        b, f = bags.lengths.shape
         device = self.hash_a.device
         upload = self.upload or (lambda t: t.to(device))
-        feature = torch.arange(f).repeat(b).repeat_interleave(bags.lengths.reshape(-1))  # [L]
         x = torch.remainder(bags.values, self.prime)  # [L] on the host, where bags are
-        out = decode_unique(self.decode, feature, x, f, self.prime, upload)  # [L, D]
+        f = bags.lengths.shape[1]
+        out = decode_unique(self.decode, bags.tables(), x, f, self.prime, upload)  # [L, D]
         return pool_bags(out, bags, self.mean_tables, upload)
 
     def _decode_cached(self, x: torch.Tensor) -> torch.Tensor:

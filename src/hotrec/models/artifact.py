@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from hotrec.config import ModelConfig, RunConfig, config_from_dict
-from hotrec.data.format import require_one_hot
+from hotrec.data.bag_layout import require_one_hot
 from hotrec.errors import HotrecError
 from hotrec.fileio import read_json_object
 from hotrec.integrity import (

@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 
 from hotrec.config import RunConfig, config_from_dict, replace
-from hotrec.data.format import open_dataset, require_one_hot
+from hotrec.data.bag_layout import require_one_hot
+from hotrec.data.format import open_dataset
 from hotrec.errors import HotrecError
 from hotrec.models.artifact import Entry, model_bytes, save_artifact
 from hotrec.progress import console
