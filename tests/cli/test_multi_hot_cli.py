@@ -38,12 +38,22 @@ def test_train_and_eval_a_multi_hot_dataset(tmp_path, bag_data, capsys):
     assert placement["schedule"] == "fae" and 0 < placement["hot_input_share"] < 1, placement
 
 
+@pytest.mark.parametrize("embedding", ["qr", "hybrid"])
+def test_qr_and_hybrid_train_on_bags_under_hotline(tmp_path, bag_data, embedding):
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(bag_data), "--preset", "tiny", "--run-dir", str(run),
+            "--embedding", embedding, "--schedule", "hotline", "--hot-budget", "2KiB",
+            "--max-steps", "20", "--set", "model.dhe_hashes=16"]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads((run / "result.json").read_text())
+    assert result["placement"]["schedule"] == "hotline" and result["test"]["auc"] > 0.5
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--embedding", "qr"], "--embedding qr does not take multi-hot"),
-        (["--embedding", "hybrid"], "--embedding hybrid does not take multi-hot"),
-        (["--embedding", "dhe", "--set", "model.dhe_batchnorm=true"], "dhe with BatchNorm"),
+        (["--embedding", "dhe", "--set", "model.dhe_batchnorm=true"], "DHE with BatchNorm"),
+        (["--embedding", "hybrid", "--set", "model.dhe_batchnorm=true"], "DHE with BatchNorm"),
         (["--representations", "table"], "a serving artifact (--representations) does not take"),
     ],
 )

@@ -34,3 +34,26 @@ def test_sum_mean_and_empty_bags_and_their_updates():
     expect[11] -= 2 * coef[1, 1] / 3  # twice in a mean bag of three
     expect[5] -= coef[1, 1] / 3
     torch.testing.assert_close(store.weight, expect, rtol=0, atol=1e-6)
+
+
+def test_qr_pools_quotient_and_remainder_bags_then_multiplies():
+    """As the DLRM reference's QREmbeddingBag: (pooled quotient rows) * (pooled remainder
+    rows) per bag, mean-pooled features averaging both; empty bags give zeros."""
+    from hotrec.embeddings.qr import build_qr
+
+    g = torch.Generator().manual_seed(0)
+    qr = build_qr([10, 9], dim=3, collisions=4, generator=g, mean_tables=[False, True])
+    m = qr.rows.keys.divisors.tolist()  # [3, 3]
+    w, off = qr.rows.store.weight, qr.rows.offsets.tolist()  # virtual tables q0, r0, q1, r1
+    bags = Bags(torch.tensor([1, 8, 5, 2, 7, 0]), torch.tensor([[2, 0], [1, 3]]))
+    out = qr(torch.zeros(2, 0, dtype=torch.int64), bags)
+
+    def pooled(ids, t, mean):
+        q = sum(w[off[2 * t] + i // m[t]] for i in ids)
+        r = sum(w[off[2 * t + 1] + i % m[t]] for i in ids)
+        return (q / len(ids)) * (r / len(ids)) if mean else q * r
+
+    torch.testing.assert_close(out[0, 0], pooled([1, 8], 0, False), rtol=0, atol=1e-6)
+    assert torch.equal(out[0, 1], torch.zeros(3))
+    torch.testing.assert_close(out[1, 0], pooled([5], 0, False), rtol=0, atol=1e-6)
+    torch.testing.assert_close(out[1, 1], pooled([2, 7, 0], 1, True), rtol=0, atol=1e-6)

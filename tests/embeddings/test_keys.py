@@ -9,6 +9,7 @@ from hotrec.embeddings.keys import QRKeys, SelectKeys, qr_tables
 from hotrec.embeddings.parts import numpy_keys, row_part
 from hotrec.embeddings.store import EmbeddingStore
 from hotrec.embeddings.table import TableEmbedding
+from hotrec.types import Bags
 
 
 def test_select_keys_picks_columns_in_order():
@@ -44,3 +45,41 @@ def test_keyed_table_reads_the_keyed_rows():
     assert torch.equal(out, expected)
     assert row_part(emb) is emb
     assert np.array_equal(numpy_keys(emb)(sparse.numpy()), emb.keys(sparse).numpy())
+
+
+def test_key_bags_brute_force():
+    """select_bags and QRKeys.bags give, per sample and virtual table, the source feature's
+    bag (QR: each id's quotient, then each id's remainder), sample-major; empty bags stay."""
+    rng = np.random.default_rng(0)
+    lengths = torch.as_tensor(rng.integers(0, 4, size=(6, 3)))  # some bags empty
+    values = torch.as_tensor(rng.integers(0, 50, size=int(lengths.sum())))
+    bags = Bags(values, lengths)
+    per = []  # per[b][t]: the ids of bag (b, t)
+    at = 0
+    for row in lengths.tolist():
+        per.append([values[at + sum(row[:t]) : at + sum(row[: t + 1])].tolist() for t in range(3)])
+        at += sum(row)
+
+    def flatten(expected):  # [b][k] lists -> Bags
+        lens = torch.as_tensor([[len(bag) for bag in row] for row in expected])
+        flat = [i for row in expected for bag in row for i in bag]
+        return torch.as_tensor(flat, dtype=torch.int64), lens
+
+    sel = SelectKeys([2, 0]).bags(bags)
+    want_values, want_lengths = flatten([[row[2], row[0]] for row in per])
+    assert torch.equal(sel.values, want_values) and torch.equal(sel.lengths, want_lengths)
+    divisors = [7, 4]
+    qr = QRKeys([0, 2], divisors).bags(bags)
+    expected = [
+        [[i // m for i in row[c]] if q == 0 else [i % m for i in row[c]]
+         for c, m in zip([0, 2], divisors, strict=True) for q in (0, 1)]
+        for row in per
+    ]  # fmt: skip
+    want_values, want_lengths = flatten(expected)
+    assert torch.equal(qr.values, want_values) and torch.equal(qr.lengths, want_lengths)
+    # a bag of one per feature: the one-hot keys, in the same order
+    one = Bags(torch.tensor([3, 9, 20, 11, 1, 8]), torch.ones(2, 3, dtype=torch.int64))
+    sparse = one.values.view(2, 3)
+    assert torch.equal(
+        QRKeys([0, 2], divisors).bags(one).values, QRKeys([0, 2], divisors)(sparse).reshape(-1)
+    )

@@ -190,3 +190,76 @@ def test_dhe_on_bags_runs_on_the_emulated_device_as_on_the_cpu(tmp_path, dataset
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
     assert rb["syncs_per_step"]["max"] == 1  # the step's one host wait: no hidden sync
     assert rb["val"]["auc"] == pytest.approx(ra["val"]["auc"], abs=1e-6)
+
+
+REPRESENTATIONS = {
+    "qr": ["model.embedding='qr'", "model.qr_collisions=4"],
+    "hybrid": [
+        "model.embedding='hybrid'",
+        "model.dhe_hashes=16",
+        "model.dhe_buckets=1000",
+        "model.dhe_prime=1009",
+    ],
+}
+
+
+@pytest.mark.parametrize("device", ["cpu", "emulated"])
+@pytest.mark.parametrize("embedding", ["qr", "hybrid"])
+def test_qr_and_hybrid_on_bags_of_one_train_bit_for_bit_like_one_hot(
+    tmp_path, datasets, embedding, device
+):
+    """QR pools each feature's quotient bag and remainder bag, then multiplies them; the hybrid
+    pools its table part and its DHE part per feature; a bag of one is the one-hot vector.
+    On the emulated device the one-hot DHE decodes every lookup (no device-side unique) and
+    the bag path each distinct id once: equal to float32 rounding, not bit for bit.
+    Negative control: wider bags train differently."""
+    exact = embedding == "qr" or device == "cpu"
+    extra = [*REPRESENTATIONS[embedding], "train.max_steps=20", "train.eval_every=0"]
+    runs = {}
+    for name in ("one_hot", "of_one", "wider"):
+        t = make(tmp_path, datasets[name], name, "baseline", "adagrad", "adam", device, *extra)
+        result = t.fit()
+        runs[name] = (state(t), result)
+    (a, ra), (b, rb) = runs["one_hot"], runs["of_one"]
+    for k in a:
+        tolerance = {"rtol": 0, "atol": 0} if exact else {"rtol": 1e-4, "atol": 1e-5}
+        torch.testing.assert_close(a[k], b[k], **tolerance, msg=k)
+    assert ra["val"]["auc"] == pytest.approx(rb["val"]["auc"], abs=0 if exact else 1e-5)
+    wider = runs["wider"][0]
+    assert any(not torch.equal(a[k], wider[k]) for k in a)  # negative control
+
+
+@pytest.mark.parametrize("device", ["cpu", "emulated"])
+@pytest.mark.parametrize("embedding", ["qr", "hybrid"])
+@pytest.mark.parametrize("schedule", ["fae", "hotline"])
+def test_placed_qr_and_hybrid_equal_baseline_on_bags(
+    tmp_path, datasets, embedding, schedule, device
+):
+    """The placement schedules key the bags as the representation does (QR's quotient and
+    remainder bags, the hybrid's table features): an input is hot when every one of those
+    rows is, and the parameters equal the baseline's. Dense SGD, as for one-hot
+    (test_representation_placement.py): hotline's micro-batches sum the DHE decoder's
+    gradient in another order, which dense Adam's first step would magnify."""
+    data = datasets["wider"]
+    extra = [*REPRESENTATIONS[embedding], "train.max_steps=30", "train.eval_every=0"]
+    if schedule == "fae":
+        extra.append("placement.fae_run_length=1")
+    placed = make(tmp_path, data, "placed", schedule, "adagrad", "sgd", device, *extra)
+    if schedule == "fae":
+        order = placed.schedule.epoch_order(0)
+        batches = [placed.schedule.loader.load(ix) for ix in order]
+        hot = [placed.schedule.prepare(b).trains_hot for b in batches]
+        assert any(hot) and not all(hot)
+        base = make(tmp_path, data, "base", "baseline", "adagrad", "sgd", device, *extra)
+        for trainer in (placed, base):
+            for b in batches[:30]:
+                trainer.step(b)
+                trainer.state.step += 1
+    else:
+        placed.fit()
+        base = make(tmp_path, data, "base", "baseline", "adagrad", "sgd", device, *extra)
+        base.fit()
+        assert 0 < placed.schedule.stats()["hot_input_share"] < 1
+    a, b = state(placed), state(base)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)

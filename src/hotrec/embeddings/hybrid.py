@@ -15,6 +15,8 @@ from torch import nn
 
 from hotrec.device import as_device
 from hotrec.embeddings.deep_hash import DeepHashEmbedding
+from hotrec.embeddings.keys import select_bags
+from hotrec.types import Bags
 
 
 class HybridEmbedding(nn.Module):
@@ -49,7 +51,13 @@ class HybridEmbedding(nn.Module):
         """Sparse features read (each yields one or two of the num_features vectors)."""
         return len(set(self.table_columns) | set(self.dhe_columns.tolist()))
 
-    def forward(self, sparse: torch.Tensor) -> torch.Tensor:
+    def forward(self, sparse: torch.Tensor, bags: Bags | None = None) -> torch.Tensor:
+        """Multi-hot: each part pools the bags of its own features."""
+        if bags is not None:
+            parts = [] if self.rows is None else [self.rows(sparse, bags)]
+            if self.dhe is not None:
+                parts.append(self.dhe(sparse, select_bags(bags, self.dhe_columns.cpu())))
+            return torch.cat(parts, dim=1)  # [B, F, D]
         parts = []
         if self.rows is not None:
             parts.append(self.rows(sparse))  # [B, K_table, D]

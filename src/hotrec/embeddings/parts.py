@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hotrec.embeddings.keys import keys_of
+from hotrec.embeddings.keys import key_bags, keys_of
+from hotrec.types import Bags
 
 
 def row_part(embeddings: nn.Module) -> nn.Module | None:
@@ -40,5 +41,23 @@ def numpy_keys(part: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
             return ids
         with torch.no_grad():
             return keys_of(keys, torch.from_numpy(np.asarray(ids, np.int64))).numpy()
+
+    return apply
+
+
+def numpy_bag_keys(
+    part: nn.Module,
+) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Multi-hot: (ids [M], lengths [n, T]) of sample-major bags (numpy) -> the key bags of
+    `part`'s K virtual tables (keys [M'], lengths [n, K]), for offline passes."""
+    keys = getattr(part, "keys", None)
+
+    def apply(ids: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if keys is None:
+            return ids, lengths
+        bags = Bags(torch.from_numpy(np.asarray(ids, np.int64)), torch.from_numpy(lengths))
+        with torch.no_grad():
+            keyed = key_bags(keys, bags)
+        return keyed.values.numpy(), keyed.lengths.numpy()
 
     return apply

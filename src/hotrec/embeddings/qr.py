@@ -16,6 +16,7 @@ from torch import nn
 from hotrec.embeddings.keys import QRKeys, qr_tables
 from hotrec.embeddings.store import EmbeddingStore
 from hotrec.embeddings.table import TableEmbedding
+from hotrec.types import Bags
 
 
 class QREmbedding(nn.Module):
@@ -36,8 +37,10 @@ class QREmbedding(nn.Module):
     def num_features(self) -> int:
         return self.rows.num_features // 2
 
-    def forward(self, sparse: torch.Tensor) -> torch.Tensor:
-        v = self.rows(sparse)  # [B, 2T, D]
+    def forward(self, sparse: torch.Tensor, bags: Bags | None = None) -> torch.Tensor:
+        """Multi-hot: the quotient bag and the remainder bag of each feature are pooled, then
+        multiplied (the DLRM reference's QREmbeddingBag does the same)."""
+        v = self.rows(sparse) if bags is None else self.rows(sparse, bags)  # [B, 2T, D]
         pairs = v.view(v.shape[0], -1, 2, v.shape[2])  # [B, T, 2, D]
         return pairs[:, :, 0] * pairs[:, :, 1]  # [B, T, D]
 
@@ -70,14 +73,17 @@ def build_qr(
     lr: float = 0.1,
     eps: float = 1e-8,
     generator: torch.Generator | None = None,
+    mean_tables: list[bool] | None = None,
 ) -> QREmbedding:
-    """A QR embedding over all T features, about `collisions` ids per remainder row."""
+    """A QR embedding over all T features, about `collisions` ids per remainder row;
+    `mean_tables`: the features whose bags are mean-pooled (both of their virtual tables)."""
     divisors, rows = qr_tables(table_rows, collisions)
     store = EmbeddingStore(rows, dim, optimizer, lr, eps, generator)
     init_qr_rows(store, generator)
     offsets = torch.as_tensor([0, *rows[:-1]], dtype=torch.int64).cumsum(0)
     keys = QRKeys(list(range(len(table_rows))), divisors)
-    return QREmbedding(TableEmbedding(store, offsets, keys))
+    mean = [bool(m) for m in mean_tables for _ in range(2)] if mean_tables else None
+    return QREmbedding(TableEmbedding(store, offsets, keys, mean))
 
 
 def init_qr_rows(store: EmbeddingStore, generator: torch.Generator | None = None) -> None:

@@ -10,7 +10,7 @@ from torch import nn
 
 from hotrec.device import Device, Readback, as_device
 from hotrec.embeddings.bags import bag_rows, pool_bags
-from hotrec.embeddings.keys import keys_of
+from hotrec.embeddings.keys import key_bags, keys_of
 from hotrec.embeddings.store import EmbeddingStore
 from hotrec.types import Bags
 
@@ -32,10 +32,11 @@ class TableEmbedding(nn.Module):
     all); Slipstream's freeze mode holds back the updates of frozen rows through it.
 
     Multi-hot: forward(sparse, bags) reads every table's ids from sample-major Bags instead,
-    gathers one row per id and pools each (sample, table) bag: the sum of its rows, divided
-    by its length for the tables whose pooling is "mean" (`mean_tables`); an empty bag pools
-    to zeros. A bag of one gives exactly the one-hot row, and the store sees the same rows
-    in the same order, so the updates are the same too.
+    turns them into the bags of its K virtual tables (`key_bags`, keys.py), gathers one row
+    per id and pools each (sample, key) bag: the sum of its rows, divided by its length for
+    the keys whose pooling is "mean" (`mean_tables`, one per key); an empty bag pools to
+    zeros. A bag of one gives exactly the one-hot row, and the store sees the same rows in
+    the same order, so the updates are the same too.
     """
 
     def __init__(
@@ -93,15 +94,20 @@ class TableEmbedding(nn.Module):
         """Global rows [B*K] of the next training forward, computed by the schedule."""
         self._expected.append(rows)
 
-    def bag_rows(self, bags: Bags) -> torch.Tensor:
-        """Global rows [L] of every id of sample-major bags, on the host."""
-        return bag_rows(bags, self.offsets)
+    def key_bags(self, bags: Bags) -> Bags:
+        """A batch's bags of the T features -> the bags of the K virtual tables it reads."""
+        return key_bags(self.keys, bags)
+
+    def bag_rows(self, keyed: Bags) -> torch.Tensor:
+        """Global rows [L] of every id of sample-major key bags, on the host."""
+        return bag_rows(keyed, self.offsets)
 
     def forward(self, sparse: torch.Tensor, bags: Bags | None = None) -> torch.Tensor:
+        keyed = None if bags is None else self.key_bags(bags)
         if self.training and self._expected:
             rows = self._expected.popleft()  # [B*K] (with bags: [L]) on host
-        elif bags is not None:
-            rows = self.bag_rows(bags)  # [L]
+        elif keyed is not None:
+            rows = self.bag_rows(keyed)  # [L]
         else:
             rows = self.global_ids(sparse).reshape(-1)  # [B*K]
         where = rows if self.home is None else self.home.upload(rows)  # the store's memory
@@ -115,7 +121,7 @@ class TableEmbedding(nn.Module):
         if torch.is_grad_enabled() and self.training:
             out.requires_grad_(True)
             self._pending.append((rows, out))  # host rows
-        return out if bags is None else pool_bags(out, bags, self.mean_tables, self._upload)
+        return out if keyed is None else pool_bags(out, keyed, self.mean_tables, self._upload)
 
     def _upload(self, t: torch.Tensor) -> torch.Tensor:
         return (self.out_device or self.home).upload(t)

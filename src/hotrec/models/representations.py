@@ -1,6 +1,6 @@
 """Build the embedding representation a ModelConfig names (table | dhe | hybrid | qr).
 
-Every representation maps sparse [B, T] to [B, F, D]; the ones with rows keep them in a fused
+Every representation maps sparse [B, T] (and a multi-hot dataset's bags) to [B, F, D]; the ones with rows keep them in a fused
 store with the configured sparse optimizer, and hold them as the module itself (table) or as
 `.rows` (qr, hybrid), where placement schedules find them (embeddings/parts.py).
 """
@@ -29,19 +29,18 @@ def build_embeddings(
 ) -> nn.Module:
     """sparse [B, T] -> [B, F, D] for the configured representation."""
     columns = list(range(schema.num_tables))
-    if schema.has_bags and (model.embedding not in ("table", "dhe") or model.dhe_batchnorm):
-        what = "dhe with BatchNorm" if model.embedding == "dhe" else model.embedding
+    if schema.has_bags and model.embedding in ("dhe", "hybrid") and model.dhe_batchnorm:
         raise HotrecError(
-            f"--embedding {what} does not take multi-hot (bag) tables yet; "
-            "this dataset has some: use --embedding table or dhe"
+            "a DHE with BatchNorm does not take multi-hot (bag) tables yet; this dataset has "
+            "some: leave --dhe-batchnorm off"
         )
     if model.embedding_map and model.embedding != "hybrid":
         raise HotrecError(
             f"an embedding map chooses table or dhe per feature of the hybrid; "
             f"--embedding {model.embedding} takes none (use --embedding hybrid)"
         )
+    mean = [t.pooling == "mean" for t in schema.tables]
     if model.embedding == "table":
-        mean = [t.pooling == "mean" for t in schema.tables]
         return build_table(schema.table_rows, columns, model, optim, generator, mean)
     if model.embedding == "qr":
         return build_qr(
@@ -52,10 +51,11 @@ def build_embeddings(
             optim.sparse_lr,
             optim.eps,
             generator,
+            mean,
         )
     if model.embedding == "dhe":
         dhe = build_dhe(schema.table_rows, model, generator)
-        dhe.mean_tables = [t.pooling == "mean" for t in schema.tables]
+        dhe.mean_tables = mean
         return dhe
     if model.embedding == "hybrid":
         return build_hybrid(schema, model, optim, generator)
@@ -73,14 +73,15 @@ def build_table(
     mean_tables: list[bool] | None = None,
 ) -> TableEmbedding:
     """A fused table over the features `columns` (keys only when not all of them in order);
-    `mean_tables`: the features whose bags are mean-pooled (multi-hot datasets)."""
+    `mean_tables` (one per feature of the dataset): the features whose bags are mean-pooled."""
     rows = [table_rows[c] for c in columns]
     store = EmbeddingStore(
         rows, model.embedding_dim, optim.sparse, optim.sparse_lr, optim.eps, generator
     )
     offsets = torch.as_tensor([0, *rows[:-1]], dtype=torch.int64).cumsum(0)  # [K]
     keys = None if columns == list(range(len(table_rows))) else SelectKeys(columns)
-    return TableEmbedding(store, offsets, keys, mean_tables)
+    mean = [bool(mean_tables[c]) for c in columns] if mean_tables else None
+    return TableEmbedding(store, offsets, keys, mean)
 
 
 def build_dhe(rows: list[int], model: ModelConfig, generator: torch.Generator) -> DeepHashEmbedding:
@@ -109,11 +110,14 @@ def build_hybrid(
     kinds = resolve_feature_map(model.embedding_map, names, schema.table_rows)
     table_columns = [t for t, k in enumerate(kinds) if k in ("table", "both")]
     dhe_columns = [t for t, k in enumerate(kinds) if k in ("dhe", "both")]
+    mean = [t.pooling == "mean" for t in schema.tables]
     rows = (
-        build_table(schema.table_rows, table_columns, model, optim, generator)
+        build_table(schema.table_rows, table_columns, model, optim, generator, mean)
         if table_columns
         else None
     )
     dhe_rows = [schema.table_rows[t] for t in dhe_columns]
     dhe = build_dhe(dhe_rows, model, generator) if dhe_columns else None
+    if dhe is not None:
+        dhe.mean_tables = [mean[t] for t in dhe_columns]
     return HybridEmbedding(rows, dhe, table_columns, dhe_columns)

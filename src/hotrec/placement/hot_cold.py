@@ -19,7 +19,7 @@ from torch import nn
 
 from hotrec.device import Readback, as_device
 from hotrec.embeddings.bags import bag_rows, pool_bags
-from hotrec.embeddings.keys import keys_of
+from hotrec.embeddings.keys import key_bags, keys_of
 from hotrec.embeddings.store import EmbeddingStore, apply_from_host_rows
 from hotrec.types import Bags
 
@@ -166,9 +166,13 @@ class RoutedEmbedding(nn.Module):
             sparse = self.device.to_host(sparse)
         return keys_of(self.keys, sparse) + self.offsets
 
-    def bag_rows(self, bags: Bags) -> torch.Tensor:
-        """Global rows [L] of every id of sample-major bags, on the host."""
-        return bag_rows(bags, self.offsets)
+    def key_bags(self, bags: Bags) -> Bags:
+        """A batch's bags of the T features -> the bags of the K virtual tables it reads."""
+        return key_bags(self.keys, bags)
+
+    def bag_rows(self, keyed: Bags) -> torch.Tensor:
+        """Global rows [L] of every id of sample-major key bags, on the host."""
+        return bag_rows(keyed, self.offsets)
 
     def slots(self, ids: torch.Tensor) -> torch.Tensor:
         """Global rows (any shape, host) -> replica slots, -1 where cold. index_select, not
@@ -182,11 +186,12 @@ class RoutedEmbedding(nn.Module):
 
     def forward(self, sparse: torch.Tensor, bags: Bags | None = None) -> torch.Tensor:
         mode = self.mode if self.training else "host"
+        keyed = None if bags is None else self.key_bags(bags)
         if self.training and self._expected:
             plan = self._expected.popleft()
         else:  # planned here: evaluation, or a caller without a schedule
-            if bags is not None:
-                rows = self.bag_rows(bags)  # [L] every id of every bag
+            if keyed is not None:
+                rows = self.bag_rows(keyed)  # [L] every id of every bag
             else:
                 rows = self.global_ids(sparse).reshape(-1)  # [B*K] global ids on host
             if mode == "host":
@@ -206,7 +211,7 @@ class RoutedEmbedding(nn.Module):
         if torch.is_grad_enabled() and self.training:
             out.requires_grad_(True)
             self._pending.append((mode, plan, out))
-        return out if bags is None else pool_bags(out, bags, self.mean_tables, self.device.upload)
+        return out if keyed is None else pool_bags(out, keyed, self.mean_tables, self.device.upload)
 
     def _from_host(self, rows: torch.Tensor) -> torch.Tensor:
         out = self.store.gather(rows)

@@ -17,7 +17,7 @@ import torch
 
 from hotrec.training.context import StepContext
 from hotrec.training.steps import batch_to_device, select, train_step
-from hotrec.types import Batch
+from hotrec.types import Bags, Batch
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class Prepared:
     slots: torch.Tensor | None = None  # int64 [B, K] hot-set slot of each lookup, -1 = cold
     generation: int = 0  # the hot set the slots were computed with (changes at a re-profile)
     trains_hot: bool = True  # a batch of the hot stream (fae: False for its cold batches)
+    lookups: Bags | None = None  # multi-hot: the row part's key bags, which `ids` follow
 
     def __len__(self) -> int:
         return len(self.batch)
@@ -62,27 +63,28 @@ class Prepared:
             batch=select(self.batch, keep),
             ids=None if self.ids is None else self.ids[at],
             slots=None if self.slots is None else self.slots[at],
+            lookups=None if self.lookups is None else self.lookups.select(keep),
         )
 
     def per_lookup(self, keep: torch.Tensor) -> torch.Tensor:
         """A mask over inputs (bool [B]) as a mask over `ids` and `slots` (their rows [B, K],
-        or with multi-hot bags the flat [L], one per id)."""
-        return keep if self.batch.bags is None else keep[self.batch.bags.owners()]
+        or with multi-hot bags the flat [L], one per id of the key bags)."""
+        return keep if self.lookups is None else keep[self.lookups.owners()]
 
     def slots_per_input(self) -> torch.Tensor:
         """`slots` with one row per input: [B, K], or with multi-hot bags each input's slots
         padded with PAD (-2: not a lookup; -1 stays "cold") to the widest input [B, W]."""
-        if self.batch.bags is None:
+        if self.lookups is None:
             return self.slots
-        return per_input(self.slots, self.batch.bags.lengths.sum(dim=1), PAD)
+        return per_input(self.slots, self.lookups.lengths.sum(dim=1), PAD)
 
     def all_hot(self) -> torch.Tensor:
         """bool [B]: every lookup of the input is a hot row (needs `slots`)."""
-        if self.batch.bags is None:
+        if self.lookups is None:
             return (self.slots >= 0).all(dim=1)
         cold = (self.slots < 0).to(torch.int64)  # [L]
         per_input = torch.zeros(len(self.batch), dtype=torch.int64)
-        return per_input.index_add_(0, self.batch.bags.owners(), cold) == 0
+        return per_input.index_add_(0, self.lookups.owners(), cold) == 0
 
 
 PAD = -2  # pads a multi-hot input's row of slots (slot -1 means a cold lookup)
@@ -149,7 +151,9 @@ class Schedule:
 
     def prepare(self, batch: Batch) -> Prepared:
         if batch.bags is not None and self.ctx.rows is not None:  # multi-hot: each id's row [L]
-            return Prepared(batch, self.ctx.rows.bag_rows(batch.bags), generation=self.generation)
+            keyed = self.ctx.rows.key_bags(batch.bags)
+            rows = self.ctx.rows.bag_rows(keyed)
+            return Prepared(batch, rows, generation=self.generation, lookups=keyed)
         return Prepared(batch, self.global_ids(batch.sparse), generation=self.generation)
 
     # -- device side ----------------------------------------------------------------------------

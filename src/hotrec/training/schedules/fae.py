@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from hotrec.data.loader import IndexBatches, jagged_ids
-from hotrec.embeddings.parts import numpy_keys
+from hotrec.embeddings.parts import numpy_bag_keys, numpy_keys
 from hotrec.placement.hot_cold import LookupPlan, plan_lookups
 from hotrec.progress import console
 from hotrec.training.context import StepContext
@@ -70,14 +70,22 @@ def classify_inputs(
     return hot
 
 
-def classify_bag_inputs(arrays, offsets: np.ndarray, slot_map: np.ndarray) -> np.ndarray:
+def classify_bag_inputs(
+    arrays,
+    offsets: np.ndarray,
+    slot_map: np.ndarray,
+    keys: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+) -> np.ndarray:
     """classify_inputs for a split with multi-hot tables: input i is hot when every id of
-    every one of its bags is a hot row (an input without ids is hot)."""
+    every one of its bags is a hot row (an input without ids is hot). `keys` maps the bags
+    of the T features to those of the K virtual tables (parts.numpy_bag_keys)."""
     n = len(arrays)
     hot = np.empty(n, dtype=bool)
     for a in range(0, n, CLASSIFY_ROWS):
         b = min(n, a + CLASSIFY_ROWS)
         ids, lengths = jagged_ids(arrays, slice(a, b))  # [M], [n, T]
+        if keys is not None:
+            ids, lengths = keys(ids, lengths)  # [M'], [n, K]
         table = np.repeat(np.tile(np.arange(lengths.shape[1]), b - a), lengths.ravel())
         cold = slot_map[ids + offsets[table]] < 0  # [M]
         owner = np.repeat(np.arange(b - a), lengths.sum(axis=1))  # the input of each id
@@ -116,7 +124,8 @@ class FAE(Schedule):
         if arrays.layout is None:
             hot = classify_inputs(arrays.sparse, offsets, self.hotset.slot_map(), keys)
         else:  # multi-hot: hot when every id of every bag is hot
-            hot = classify_bag_inputs(arrays, offsets, self.hotset.slot_map())
+            bag_keys = numpy_bag_keys(self.routed)
+            hot = classify_bag_inputs(arrays, offsets, self.hotset.slot_map(), bag_keys)
         d = ctx.data
         self.hot_batches = stream_batches(np.flatnonzero(hot), d.batch_size)
         self.cold_batches = stream_batches(np.flatnonzero(~hot), d.batch_size)
@@ -158,13 +167,15 @@ class FAE(Schedule):
         only) and the plan of its lookups; streams stay as classified at start, so after a
         re-profile a batch that is no longer all-hot runs split."""
         generation = self.generation  # read before the slot map: a swap in between re-prepares
-        if batch.bags is None:
+        keyed = None if batch.bags is None else self.routed.key_bags(batch.bags)
+        if keyed is None:
             ids = self.routed.global_ids(batch.sparse)  # [B, K]
         else:
-            ids = self.routed.bag_rows(batch.bags)  # [L] every id of every bag
+            ids = self.routed.bag_rows(keyed)  # [L] every id of every bag
         slots = self.routed.slots(ids)  # [B, K]
         hot = bool((slots >= 0).all())
-        return plan_batch(FAEPrepared(batch, ids, slots, generation, trains_hot=hot))
+        item = FAEPrepared(batch, ids, slots, generation, trains_hot=hot, lookups=keyed)
+        return plan_batch(item)
 
     def run(self, item: FAEPrepared) -> float:
         self.routed.mode = "device" if item.trains_hot else "split"

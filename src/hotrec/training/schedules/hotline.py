@@ -111,16 +111,26 @@ class Hotline(Schedule):
     def prepare(self, batch: Batch) -> HotlinePrepared:
         """Worker side: rows, slots, split, plans, and the unique cold rows gathered and shipped."""
         generation = self.generation  # read before the slot map: a swap in between re-prepares
-        if batch.bags is None:
+        keyed = None if batch.bags is None else self.routed.key_bags(batch.bags)
+        if keyed is None:
             ids = self.routed.global_ids(batch.sparse)  # [B, K]
         else:
-            ids = self.routed.bag_rows(batch.bags)  # [L] every id of every bag
+            ids = self.routed.bag_rows(keyed)  # [L] every id of every bag
         slots = self.routed.slots(ids)
         cold_rows = torch.unique(ids[slots < 0])  # sorted
         with self.store.lock:
             seq = self.seq
             values = self.store.gather(cold_rows)
-        item = HotlinePrepared(batch, ids, slots, generation, True, None, cold_rows, values, seq)
+        item = HotlinePrepared(
+            batch,
+            ids,
+            slots,
+            generation,
+            lookups=keyed,
+            cold_rows=cold_rows,
+            values=values,
+            seq=seq,
+        )
         item.popular = item.all_hot()
         item.fused = self.fused
         if self.side is not None:  # staged in pinned memory, copied on the side stream

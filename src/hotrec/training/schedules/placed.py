@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from hotrec.data.loader import jagged_ids
-from hotrec.embeddings.parts import numpy_keys, set_row_part
+from hotrec.embeddings.parts import numpy_bag_keys, numpy_keys, set_row_part
 from hotrec.errors import HotrecError
 from hotrec.placement.hot_cold import DeviceReplica, RoutedEmbedding
 from hotrec.placement.hotset import HotSet
@@ -39,7 +39,8 @@ def obtain_hotset(ctx: StepContext) -> HotSet:
     profiler = PopularityProfiler(p.sample_fraction, ctx.seed)
     bags = None
     if ctx.train.layout is not None:  # multi-hot: every id of every bag is counted
-        bags = lambda a, b: jagged_ids(ctx.train, slice(a, b))  # noqa: E731
+        to_keys = numpy_bag_keys(part)  # the bags of the row part's virtual tables
+        bags = lambda a, b: to_keys(*jagged_ids(ctx.train, slice(a, b)))  # noqa: E731
     profiler.fit(ctx.train.sparse, part.table_rows, names, keys=numpy_keys(part), bags=bags)
     hotset = HotSet.from_profile(profiler, parse_bytes(p.hot_budget), dim)
     s = hotset.stats

@@ -160,8 +160,8 @@ class Slipstream(Schedule):
             slots = self.slots(self.base.global_ids(sparse))
             return slots[(slots >= 0).all(dim=1)]
         ids, lengths = jagged_ids(ctx.train, rows)  # multi-hot: every id of every bag
-        bags = Bags(torch.from_numpy(ids), torch.from_numpy(lengths))
-        slots = per_input(self.slots(ctx.rows.bag_rows(bags)), bags.lengths.sum(dim=1), PAD)
+        keyed = ctx.rows.key_bags(Bags(torch.from_numpy(ids), torch.from_numpy(lengths)))
+        slots = per_input(self.slots(ctx.rows.bag_rows(keyed)), keyed.lengths.sum(dim=1), PAD)
         return slots[(slots != -1).all(dim=1)]  # inputs without a cold lookup (-1)
 
     # -- freeze mode: a filter on row updates ----------------------------------------------------
