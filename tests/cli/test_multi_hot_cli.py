@@ -1,5 +1,5 @@
-"""Multi-hot datasets from the command line: the baseline trains and evaluates them; what
-cannot take bags yet refuses in one line before writing anything."""
+"""Multi-hot datasets from the command line: every representation trains, evaluates and is
+served from them; what cannot take bags yet refuses in one line before writing anything."""
 
 from __future__ import annotations
 
@@ -49,12 +49,24 @@ def test_qr_and_hybrid_train_on_bags_under_hotline(tmp_path, bag_data, embedding
     assert result["placement"]["schedule"] == "hotline" and result["test"]["auc"] > 0.5
 
 
+def test_an_artifact_of_a_multi_hot_dataset_is_profiled_for_serving(tmp_path, bag_data):
+    run = tmp_path / "reps"
+    argv = ["train", "--data", str(bag_data), "--preset", "tiny", "--run-dir", str(run),
+            "--representations", "table,qr", "--max-steps", "10"]  # fmt: skip
+    assert main(argv) == 0
+    out = tmp_path / "profile.json"
+    argv = ["serve-profile", str(run / "artifact"), "--inline", "--batch-sizes", "1,8",
+            "--repeats", "2", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    profile = json.loads(out.read_text())
+    assert set(profile["paths"]) == {"table@cpu", "qr@cpu"} and profile["inputs"] == "dataset"
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
         (["--embedding", "dhe", "--set", "model.dhe_batchnorm=true"], "DHE with BatchNorm"),
         (["--embedding", "hybrid", "--set", "model.dhe_batchnorm=true"], "DHE with BatchNorm"),
-        (["--representations", "table"], "a serving artifact (--representations) does not take"),
     ],
 )
 def test_what_cannot_take_bags_refuses_in_one_line(tmp_path, bag_data, capsys, extra, message):

@@ -69,6 +69,7 @@ def parse_sizes(text: str) -> tuple[int, ...]:
 def dataset_inputs(predictor, data: Path | None, split: str):
     """(dense, sparse) rows to time on: --data, else the artifact's dataset, else None."""
     from hotrec.data.format import open_dataset
+    from hotrec.serving.bag_ids import split_ids
 
     path = data or (Path(predictor.dataset) if predictor.dataset else None)
     if path is None or (data is None and not (path / "meta.json").is_file()):
@@ -82,7 +83,7 @@ def dataset_inputs(predictor, data: Path | None, split: str):
         raise HotrecError(f"{path} does not have the artifact's schema (features / tables)")
     arrays = ds.split(split)
     n = min(len(arrays), 65536)
-    return arrays.dense[:n], arrays.sparse[:n]
+    return arrays.dense[:n], split_ids(arrays, slice(0, n))
 
 
 def quick_profile(predictor, inputs=None):

@@ -206,8 +206,17 @@ class DeepHashEmbedding(nn.Module):
         device = self.hash_a.device
         upload = self.upload or (lambda t: t.to(device))
         x = torch.remainder(bags.values, self.prime)  # [L] on the host, where bags are
-        f = bags.lengths.shape[1]
-        out = decode_unique(self.decode, bags.tables(), x, f, self.prime, upload)  # [L, D]
+        f, features = bags.lengths.shape[1], bags.tables()
+        if self.training or self.cache is None:
+            out = decode_unique(self.decode, features, x, f, self.prime, upload)  # [L, D]
+        else:  # MP-Cache: cached ids from the cache, the rest decoded once each
+            self.cache.refresh(self._decoder_version(), self._decode_eval)
+            hit, slot = self.cache.lookup_pairs(features, x)  # host
+            out = self.cache.values.view(-1, self.dim).index_select(0, upload(slot))  # [L, D]
+            miss = torch.nonzero(~hit).squeeze(1)
+            if miss.numel():
+                decoded = decode_unique(self.decode, features[miss], x[miss], f, self.prime, upload)
+                out = out.index_copy(0, upload(miss), decoded)
         return pool_bags(out, bags, self.mean_tables, upload)
 
     def _decode_cached(self, x: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 PAD = torch.iinfo(torch.int64).max  # fills short rows of the sorted id grid: never an id
+PAIR = 1 << 31  # (feature, id) -> feature * PAIR + id: ids are reduced below 2^31
 
 Decode = Callable[[torch.Tensor], torch.Tensor]  # feature-major ids [F, N] -> [F, N, D]
 
@@ -83,6 +84,13 @@ class MPCache(nn.Module):
         self.sizes = [u.numel() for u in unique]
         self.version: object = None
         self.lookups = self.hits = 0
+        # (feature, id) keys of the cached ids, sorted, and their slots in values [F*C]: the
+        # host-side lookup of multi-hot bags (lookup_pairs)
+        host = grid.cpu()
+        cached = host != PAD
+        feature = torch.arange(len(unique)).unsqueeze(1).expand_as(host)[cached]
+        self._keys = feature * PAIR + host[cached]  # sorted: feature-major, ids sorted
+        self._slots = torch.arange(host.numel()).view_as(host)[cached]
 
     def refresh(self, version: object, decode: Decode) -> None:
         """Recompute the cached outputs with `decode` unless they belong to `version`."""
@@ -102,6 +110,22 @@ class MPCache(nn.Module):
         self.lookups += hit.numel()
         self.hits += int(hit.sum())
         return hit.t(), values.transpose(0, 1)  # [B, F], [B, F, D]
+
+    def lookup_pairs(
+        self, features: torch.Tensor, ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Host (feature, id) pairs [N] (ids reduced below 2^31) -> (hit [N] bool, slot [N]:
+        the hit's row of values.view(F*C, D), 0 where missed), on the host, counting hits."""
+        key = features * PAIR + ids
+        if self._keys.numel() == 0:
+            hit, slot = torch.zeros_like(key, dtype=torch.bool), torch.zeros_like(key)
+        else:
+            at = torch.searchsorted(self._keys, key).clamp_(max=self._keys.numel() - 1)
+            hit = self._keys[at] == key
+            slot = torch.where(hit, self._slots[at], 0)
+        self.lookups += hit.numel()
+        self.hits += int(hit.sum())
+        return hit, slot
 
     def stats(self) -> dict:
         return {

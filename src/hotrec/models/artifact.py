@@ -25,7 +25,6 @@ import numpy as np
 import torch
 
 from hotrec.config import ModelConfig, RunConfig, config_from_dict
-from hotrec.data.bag_layout import require_one_hot
 from hotrec.errors import HotrecError
 from hotrec.fileio import read_json_object
 from hotrec.integrity import (
@@ -90,7 +89,6 @@ def save_artifact(
     """Write the artifact (each entry's `model` must be set); replaces an existing one only
     once the new one is complete."""
     path = Path(path)
-    require_one_hot(schema, "a serving artifact")
     if not entries:
         raise HotrecError("an artifact needs at least one representation")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -237,7 +235,13 @@ def dataset_popular_ids(dataset_dir: Path, schema: Schema, per_feature: int) -> 
     ds = open_dataset(Path(dataset_dir))
     if ds.schema != schema or not ds.has_split("train"):
         raise HotrecError(f"{dataset_dir} has not the artifact's schema or no training split")
-    prof = PopularityProfiler(sample_fraction=0.05).fit(ds.split("train").sparse, schema.table_rows)
+    train = ds.split("train")
+    bags = None
+    if train.layout is not None:  # multi-hot: every id of every bag is counted
+        from hotrec.data.loader import jagged_ids
+
+        bags = lambda a, b: jagged_ids(train, slice(a, b))  # noqa: E731
+    prof = PopularityProfiler(sample_fraction=0.05).fit(train.sparse, schema.table_rows, bags=bags)
     return popular_ids_from_counts(prof.counts_, prof.table_offsets_, prof.table_rows_, per_feature)
 
 

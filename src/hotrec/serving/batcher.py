@@ -27,6 +27,7 @@ from itertools import islice
 
 import numpy as np
 
+from hotrec.serving.bag_ids import BagIds, concat_ids
 from hotrec.serving.metrics import ServingMetrics
 from hotrec.serving.policies.base import Pending, Policy
 from hotrec.serving.predictor import Predictor
@@ -59,7 +60,7 @@ class Answer:
 @dataclass
 class Job:
     dense: np.ndarray  # [n, F_d]
-    sparse: np.ndarray  # [n, T]
+    sparse: np.ndarray | BagIds  # [n, T], or a multi-hot dataset's bags
     arrival_ms: float
     future: asyncio.Future = field(repr=False)
 
@@ -233,7 +234,7 @@ class Batcher:
         loop = asyncio.get_running_loop()
         try:
             dense = np.concatenate([j.dense for j in jobs])  # [N, F_d]
-            sparse = np.concatenate([j.sparse for j in jobs])  # [N, T]
+            sparse = concat_ids([j.sparse for j in jobs])  # [N, T] (or BagIds)
             t0 = self.clock()
             probs = await loop.run_in_executor(
                 self._workers[path.device], self.predictor.predict, path, dense, sparse

@@ -27,6 +27,7 @@ import numpy as np
 
 from hotrec.errors import HotrecError
 from hotrec.progress import make_progress
+from hotrec.serving.bag_ids import ids_as_rows
 
 # Seconds an idle client connection is kept for reuse: below the server's keep-alive timeout
 # (hotrec serve sets uvicorn's to 30 s; uvicorn's own default is 5 s), so the client never
@@ -90,7 +91,7 @@ def build_queries(split, sizes: QuerySizes, count: int, seed: int = 0) -> list[Q
         body = {
             "id": i,
             "dense": np.asarray(split.dense[idx], dtype=np.float64).tolist(),  # float32-exact
-            "sparse": np.asarray(split.sparse[idx], dtype=np.int64).tolist(),
+            "sparse": ids_as_rows(split, idx),
         }
         out.append(Query(json.dumps(body).encode(), np.asarray(split.label[idx]).round()))
     return out

@@ -1,7 +1,7 @@
 """The predictor: an artifact's models on every serving device, one call per batch.
 
 Inputs come either prepared (dense [B, F_d] float32, already log(1 + x); sparse [B, T] per-
-table ids) or as raw Criteo fields mapped through the artifact's vocabularies (rawfields.py).
+table ids, or with multi-hot tables a list of ids per bag table: bag_ids.py) or as raw Criteo fields mapped through the artifact's vocabularies (rawfields.py).
 Prepared ids outside a table's range [0, rows) are refused with a ValueError naming the
 first one (the server answers 422): such an id comes from another vocabulary, and silently
 reading row 0 would hide that. Raw values never fail that way: unknown ones become id 0.
@@ -30,6 +30,7 @@ from hotrec.models.artifact import (
     load_artifact,
     read_manifest,
 )
+from hotrec.serving.bag_ids import BagIds, parse_bag_rows, zero_ids
 from hotrec.serving.paths import ServingPath, all_paths
 from hotrec.serving.rawfields import RawFieldMapper, raw_mapper_for
 from hotrec.types import Schema
@@ -101,7 +102,7 @@ class Predictor:
         for path in self.paths:
             for b in batch_sizes:
                 dense = np.zeros((min(b, path.max_batch), self.schema.num_dense), np.float32)
-                sparse = np.zeros((len(dense), self.schema.num_tables), np.int64)
+                sparse = zero_ids(self.schema, len(dense))
                 for _ in range(calls):
                     self.predict(path, dense, sparse)
 
@@ -148,23 +149,29 @@ class Predictor:
         """The representation's validation metrics from the artifact ({} when absent)."""
         return dict(self.entries[representation].val or {})
 
-    def check(self, dense, sparse) -> tuple[np.ndarray, np.ndarray]:
-        """Prepared inputs -> (dense float32 [B, F_d], sparse int64 [B, T]); ValueError with
-        a one-line reason for a wrong shape, a non-finite value or an id out of range."""
+    def check(self, dense, sparse) -> tuple[np.ndarray, np.ndarray | BagIds]:
+        """Prepared inputs -> (dense float32 [B, F_d], sparse int64 [B, T], or BagIds when the
+        dataset has bag tables); ValueError with a one-line reason for a wrong shape, a
+        non-finite value or an id out of range."""
         nd, nt = self.schema.num_dense, self.schema.num_tables
+        bags = self.schema.has_bags
         try:
             dense = np.array(dense, dtype=np.float32)  # owned, writable copies
-            sparse = np.array(sparse, dtype=np.int64)
+            sparse = parse_bag_rows(sparse, self.schema) if bags else np.array(sparse, np.int64)
         except (ValueError, TypeError, OverflowError) as e:
+            if bags and isinstance(e, ValueError) and str(e).startswith("sparse"):
+                raise  # parse_bag_rows's one line names the entry
             raise ValueError(f"inputs are not rectangular numeric arrays ({e})") from None
         if dense.ndim != 2 or dense.shape[1] != nd:
             raise ValueError(f"dense must be [items, {nd}], got shape {list(dense.shape)}")
-        if sparse.ndim != 2 or sparse.shape[1] != nt:
+        if not bags and (sparse.ndim != 2 or sparse.shape[1] != nt):
             raise ValueError(f"sparse must be [items, {nt}], got shape {list(sparse.shape)}")
         if len(dense) != len(sparse):
             raise ValueError(f"dense has {len(dense)} items but sparse has {len(sparse)}")
         if not np.isfinite(dense).all():
             raise ValueError("dense holds a non-finite value")
+        if bags:  # ranges checked by parse_bag_rows
+            return dense, sparse
         bad = (sparse < 0) | (sparse >= self._rows)  # [B, T]
         if bad.any():
             i, t = np.argwhere(bad)[0]
@@ -192,6 +199,10 @@ class Predictor:
         if len(dense) == 0:
             return np.zeros(0, dtype=np.float32)
         d = torch.from_numpy(np.ascontiguousarray(dense)).to(path.device)  # [B, F_d]
+        if isinstance(sparse, BagIds):  # the bags stay on the host, as in training
+            one_hot = sparse.one_hot(self.schema.one_hot_tables)  # [B, T_one_hot]
+            s = torch.from_numpy(one_hot).to(path.device)
+            return torch.sigmoid(model(d, s, sparse.to_bags())).float().cpu().numpy()
         s = torch.from_numpy(np.ascontiguousarray(sparse)).to(path.device)  # [B, T]
         return torch.sigmoid(model(d, s)).float().cpu().numpy()  # [B]
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from hotrec.errors import HotrecError
 from hotrec.progress import make_progress
+from hotrec.serving.bag_ids import BagIds, random_ids, take_ids
 from hotrec.serving.paths import ServingPath
 from hotrec.serving.predictor import Predictor
 from hotrec.serving.profile import PathProfile, Profile
@@ -26,10 +27,13 @@ DEFAULT_BATCH_SIZES = tuple(2**i for i in range(13))  # 1 .. 4096
 MIN_TIMED = 5  # timed calls per point even past the point's time budget
 
 
-def random_inputs(schema, rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Valid inputs when no dataset is given: log1p of exponential dense values, uniform ids."""
+def random_inputs(schema, rows: int, seed: int) -> tuple[np.ndarray, np.ndarray | BagIds]:
+    """Valid inputs when no dataset is given: log1p of exponential dense values, uniform ids
+    (a bag table's bags hold 1..8 of them)."""
     rng = np.random.default_rng(seed)
     dense = np.log1p(rng.exponential(3.0, (rows, schema.num_dense))).astype(np.float32)
+    if schema.has_bags:
+        return dense, random_ids(schema, rows, rng)
     sparse = np.stack([rng.integers(0, n, rows) for n in schema.table_rows], axis=1)  # [N, T]
     return dense, sparse.astype(np.int64)
 
@@ -118,10 +122,10 @@ class LatencyProfiler:
         return times
 
 
-def _draw(dense: np.ndarray, sparse: np.ndarray, n: int, rng) -> tuple[np.ndarray, np.ndarray]:
+def _draw(dense: np.ndarray, sparse, n: int, rng) -> tuple[np.ndarray, np.ndarray | BagIds]:
     """n rows of the inputs (with replacement when there are fewer than n)."""
     idx = rng.choice(len(dense), n, replace=len(dense) < n)
-    return dense[idx], sparse[idx]
+    return dense[idx], take_ids(sparse, idx)
 
 
 def _quantiles(times: list[float]) -> tuple[float, float, float]:

@@ -14,8 +14,11 @@ class PredictRequest(BaseModel):
     dense: list[list[float]] | None = Field(
         None, description="[items, dense features]: prepared values, already log(1 + x)"
     )
-    sparse: list[list[StrictInt]] | None = Field(
-        None, description="[items, tables]: per-table ids, 0 = missing/rare, < table rows"
+    sparse: list[list[StrictInt | list[StrictInt]]] | None = Field(
+        None,
+        description="[items, tables]: per-table ids, 0 = missing/rare, < table rows; a "
+        "multi-hot (bag) table takes a list of ids (an id alone is a bag of one, [] an empty "
+        "bag)",
     )
     raw: list[list[str | int | float | None]] | None = Field(
         None,

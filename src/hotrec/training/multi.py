@@ -13,8 +13,6 @@ import json
 from pathlib import Path
 
 from hotrec.config import RunConfig, config_from_dict, replace
-from hotrec.data.bag_layout import require_one_hot
-from hotrec.data.format import open_dataset
 from hotrec.errors import HotrecError
 from hotrec.models.artifact import Entry, model_bytes, save_artifact
 from hotrec.progress import console
@@ -48,7 +46,6 @@ def train_representations(
     Returns {"representations": {name: result}, "artifact": path, "stopped": reason}; the
     artifact is written only when every representation finished."""
     run_dir = Path(run_dir)
-    require_one_hot(open_dataset(cfg.data.path).schema, "a serving artifact (--representations)")
     if not resume and (run_dir / ARTIFACT).exists() and not overwrite:
         raise HotrecError(f"{run_dir} already holds an artifact: use --overwrite or --resume")
     results, entries = {}, []
