@@ -111,7 +111,7 @@ def hotrec_run(data: Path, interaction: str | None, seed: int, workdir: Path, pr
     `preset`), the seed and, unless None (the preset's own), the interaction."""
     from hotrec.cli.train import resolve_preset
     from hotrec.config import load_config
-    from hotrec.training.trainer import start_run
+    from hotrec.training.runs import start_run
 
     preset = resolve_preset(preset, data, lambda m: None)
     overrides = [f"data.path={str(data)!r}", f"train.seed={seed}"]

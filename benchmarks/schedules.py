@@ -16,7 +16,7 @@ from pathlib import Path
 from common import command_line, kaggle_like_dataset, machine, ratio_summary, save, training_args
 from hotrec.config import load_config
 from hotrec.placement.popularity import parse_bytes
-from hotrec.training.trainer import start_run
+from hotrec.training.runs import start_run
 
 SCHEDULES = ("baseline", "device_only", "fae", "hotline")
 

@@ -42,7 +42,7 @@ SCHEDULES = ("baseline", "device_only", "fae", "hotline")
 def worker(args: argparse.Namespace) -> None:
     """One epoch of one schedule with whatever hotrec PYTHONPATH points at; JSON on stdout."""
     from hotrec.config import load_config
-    from hotrec.training.trainer import start_run
+    from hotrec.training.runs import start_run
 
     cfg = load_config(
         "dlrm-reference",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from common import command_line, kaggle_like_dataset, machine, save, training_args
 from hotrec.config import load_config
-from hotrec.training.trainer import start_run
+from hotrec.training.runs import start_run
 
 SCHEDULES = ("baseline", "device_only", "fae", "hotline")
 VARIANTS = tuple((s, ss) for s in SCHEDULES for ss in (False, True))

@@ -25,7 +25,8 @@ from common import command_line, kaggle_like_dataset, machine, save, training_ar
 from hotrec.config import load_config, replace
 from hotrec.models.interactions import DotInteraction
 from hotrec.models.mlp import mlp
-from hotrec.training.trainer import Trainer, start_run
+from hotrec.training.runs import start_run
+from hotrec.training.trainer import Trainer
 
 TARGET_STEP_VS_PLAIN = 1.4
 TARGET_E2E_VS_STEP = 0.9

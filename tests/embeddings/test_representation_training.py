@@ -9,7 +9,7 @@ import torch
 from hotrec.cli.main import main
 from hotrec.config import load_config
 from hotrec.data.format import open_dataset
-from hotrec.training.trainer import start_run
+from hotrec.training.runs import start_run
 
 SMALL_DHE = ("model.dhe_hashes=64",)
 CASES = {

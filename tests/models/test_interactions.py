@@ -15,7 +15,7 @@ from hotrec.models.cross import CrossInteraction
 from hotrec.models.dlrm import DLRM
 from hotrec.models.interactions import INTERACTIONS, make_interaction
 from hotrec.models.mlp import mlp
-from hotrec.training.trainer import start_run
+from hotrec.training.runs import start_run
 from hotrec.types import Schema, TableSpec
 
 SCHEMA = Schema(("I1", "I2"), (TableSpec("C1", 10), TableSpec("C2", 4), TableSpec("C3", 6)))

@@ -15,8 +15,8 @@ import torch
 
 from hotrec.config import load_config
 from hotrec.device.emulated import DeviceError
+from hotrec.training.runs import resume_run, start_run
 from hotrec.training.steps import NonFiniteLoss
-from hotrec.training.trainer import resume_run, start_run
 from tests.conftest import write_toy_dataset
 
 

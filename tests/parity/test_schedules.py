@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hotrec.config import load_config
-from hotrec.training.trainer import start_run
+from hotrec.training.runs import start_run
 from tests.conftest import write_toy_dataset
 
 OPTIMIZERS = [("sgd", "sgd"), ("adagrad", "adagrad")]
@@ -148,7 +148,7 @@ def test_fae_interleave_and_classification(tmp_path, data):
 
 
 def test_resume_is_exact_under_hotline(tmp_path, data):
-    from hotrec.training.trainer import resume_run
+    from hotrec.training.runs import resume_run
 
     full = make(tmp_path, data, "full", "hotline", "adagrad", "adagrad", "train.epochs=2")
     full.fit()

@@ -8,7 +8,7 @@ import torch
 
 from hotrec.config import load_config
 from hotrec.data.synthetic import synthesize
-from hotrec.training.trainer import start_run
+from hotrec.training.runs import start_run
 from tests.conftest import write_toy_dataset
 
 

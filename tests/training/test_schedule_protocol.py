@@ -32,8 +32,8 @@ def test_every_schedule_returns_a_step_result_with_its_traffic(tmp_path, toy_dat
     import math
 
     from hotrec.config import load_config
+    from hotrec.training.runs import start_run
     from hotrec.training.schedules.base import StepResult
-    from hotrec.training.trainer import start_run
 
     moved = {}
     for schedule in ("baseline", "device_only", "fae", "hotline"):
@@ -134,8 +134,8 @@ def count_row_work(tmp_path, data, monkeypatch, schedule, slipstream, steps=5):
     from hotrec.config import load_config
     from hotrec.embeddings.table import TableEmbedding
     from hotrec.placement.hot_cold import RoutedEmbedding
+    from hotrec.training.runs import start_run
     from hotrec.training.schedules.slipstream import Slipstream
-    from hotrec.training.trainer import start_run
 
     cfg = load_config("tiny", [f"data.path='{data}'", f"placement.schedule='{schedule}'",
                                "placement.hot_budget='1KiB'", "data.batch_size=64",

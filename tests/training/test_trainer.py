@@ -5,7 +5,8 @@ import torch
 
 from hotrec.config import load_config
 from hotrec.training import runlog
-from hotrec.training.trainer import NonFiniteLoss, resume_run, start_run
+from hotrec.training.runs import resume_run, start_run
+from hotrec.training.trainer import NonFiniteLoss
 
 
 def tiny_config(data, *extra):

@@ -11,7 +11,8 @@ from hotrec.cli.main import main
 from hotrec.config import load_config
 from hotrec.training import runlog
 from hotrec.training.checkpoint import load_checkpoint
-from hotrec.training.trainer import AUTO_EVAL_STEPS, Trainer, resume_run, start_run
+from hotrec.training.runs import resume_run, start_run
+from hotrec.training.trainer import AUTO_EVAL_STEPS, Trainer
 
 
 def config(data, *extra):

@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from hotrec.data.format import META
     from hotrec.data.synthetic import synthesize
-    from hotrec.training.trainer import start_run
+    from hotrec.training.runs import start_run
 
     if not (args.data / META).exists():
         console.print(f"synthesizing {args.data} (criteo-kaggle profile, {DEMO_ROWS:,} rows)")

@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hotrec.training import runlog
-    from hotrec.training.trainer import resume_run
+    from hotrec.training.runs import resume_run
 
     overrides = {"train": {"device": args.device}}
     if args.data:

@@ -257,7 +257,7 @@ def shortcut_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hotrec.training.trainer import resume_run, start_run
+    from hotrec.training.runs import resume_run, start_run
 
     overrides = shortcut_overrides(args) + list(args.overrides)
     if args.representations:

@@ -17,7 +17,7 @@ from hotrec.errors import HotrecError
 from hotrec.models.artifact import Entry, model_bytes, save_artifact
 from hotrec.progress import console
 from hotrec.training import runlog
-from hotrec.training.trainer import resume_run, start_run
+from hotrec.training.runs import resume_run, start_run
 
 ARTIFACT = "artifact"
 
