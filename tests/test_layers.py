@@ -8,11 +8,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1] / "src" / "hotrec"
 
 FLOORS = {  # higher floors may import lower ones, never the reverse
+    "__main__": 6,  # python -m hotrec: the command line
     "cli": 6,
     "serving": 5,
     "training": 4,
     "models": 3,
     "placement": 2,
+    "distributed": 2,
     "data": 1,
     "embeddings": 1,
 }

@@ -73,6 +73,8 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads (0 = torch's default)
     precision: str = "fp32"  # fp32 | bf16 (autocast of MLPs/interaction; rows and loss stay fp32)
     deterministic: bool = False  # deterministic kernels only (torch's setting + cuBLAS workspace)
+    dist_backend: str = "auto"  # several ranks: auto (gloo on the CPU, nccl on a GPU) | gloo | nccl
+    dist_timeout_s: float = 300.0  # several ranks: a collective waiting longer fails the run
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,7 @@ CHOICES = {
     "optim.sparse": ("sgd", "adagrad"),
     "optim.dense": ("sgd", "adagrad", "adam"),
     "train.device": ("auto", "cpu", "cuda", "emulated"),
+    "train.dist_backend": ("auto", "gloo", "nccl"),
     "train.precision": ("fp32", "bf16"),
     "placement.slipstream_mode": ("skip", "freeze"),
     "placement.hotline_split": ("auto", "split", "fused"),

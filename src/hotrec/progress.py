@@ -26,8 +26,9 @@ def progress_enabled() -> bool:
     return sys.stderr.isatty()
 
 
-def make_progress(unit: str = "rows") -> Progress:
-    """A bar with count, rate in `unit`/s, elapsed and remaining time, plus a free text field."""
+def make_progress(unit: str = "rows", enabled: bool = True) -> Progress:
+    """A bar with count, rate in `unit`/s, elapsed and remaining time, plus a free text field
+    (`enabled` False: shown nowhere, e.g. on every rank but the first)."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -37,7 +38,7 @@ def make_progress(unit: str = "rows") -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
-        disable=not progress_enabled(),
+        disable=not (enabled and progress_enabled()),
         transient=False,
     )
 

@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for launchers (--nproc)
     try:
         return int(args.run(args) or 0)
     except HotrecError as e:
@@ -58,6 +59,27 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"hotrec {args.command}: interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as e:
+        why = peer_failure(e)
+        if why is None:
+            raise
+        print(f"hotrec {args.command}: stopped: {why}", file=sys.stderr)
+        return 1
+
+
+def peer_failure(e: RuntimeError) -> str | None:
+    """A collective that failed because another rank stopped or stopped answering: one line
+    (the failing rank reports its own error); None for any other error."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    text = str(e)
+    if "timed out" in text.lower() or "timeout" in text.lower():
+        return "another rank stopped answering (a collective timed out: train.dist_timeout_s)"
+    if "Connection closed by peer" in text or "Connection reset" in text or "NCCL" in text:
+        return "another rank failed (its error says why)"
+    return None
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ SHORTCUTS = {
     "threads": "train.threads",
     "precision": "train.precision",
     "deterministic": "train.deterministic",
+    "dist_backend": "train.dist_backend",
     "schedule": "placement.schedule",
     "hot_budget": "placement.hot_budget",
     "hotset": "placement.hotset",
@@ -74,6 +75,20 @@ def add_parser(sub) -> None:
         help="train one model per representation (e.g. table,dhe,hybrid) into RUN/<name>/ and "
         "write RUN/artifact/ with all of them and their metrics, for `hotrec serve`; with "
         "--resume RUN it continues where it stopped",
+    )
+    d = p.add_argument_group("distributed (torch.distributed, launched by torchrun)")
+    d.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train with N ranks on this machine: starts torchrun with this command (each "
+        "rank reads its part of every global batch and holds 1/N of the embedding rows); "
+        "several machines: torchrun --nnodes ... -m hotrec train ...",
+    )
+    d.add_argument(
+        "--dist-backend",
+        choices=("auto", "gloo", "nccl"),
+        help="collective backend (auto: nccl with --device cuda, else gloo)",
     )
     add_shortcuts(p)
     add_set_option(p)
@@ -257,11 +272,47 @@ def shortcut_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hotrec.training.runs import resume_run, start_run
+    from hotrec.distributed.group import env_rank, launched, leave
 
+    if args.nproc is not None and args.nproc < 1:
+        raise HotrecError(f"--nproc must be at least 1, got {args.nproc}")
+    if args.representations and (launched() or (args.nproc or 1) > 1):
+        raise HotrecError("--representations trains on one process for now: drop --nproc")
+    if args.nproc and args.nproc > 1 and not launched():
+        return launch(args)
+    if launched() and not (args.run_dir or args.resume):
+        raise HotrecError("under torchrun every rank needs the same --run-dir (or --resume RUN)")
+    main_rank = env_rank() == 0
     overrides = shortcut_overrides(args) + list(args.overrides)
     if args.representations:
         return run_representations(args, overrides)
+    trainer = _trainer(args, overrides, main_rank)
+    result = trainer.fit()
+    if trainer.dist.main:
+        print_results(result, title=f"hotrec train: {trainer.run_dir}")
+        if result["stopped"] == "interrupted":
+            console.print(
+                f"checkpoint saved; continue with: hotrec train --resume {trainer.run_dir}"
+            )
+    leave(trainer.dist)
+    return 0
+
+
+def launch(args: argparse.Namespace) -> int:
+    """--nproc N: torchrun with N ranks of this command (distributed/launch.py)."""
+    from hotrec.distributed.launch import rank_argv, run_torchrun
+
+    run_dir = None
+    if not (args.run_dir or args.resume):
+        run_dir = str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    return run_torchrun(args.nproc, rank_argv(args.argv, run_dir))
+
+
+def _trainer(args: argparse.Namespace, overrides: list[str], main_rank: bool):
+    """The trainer of a new run, or of the resumed one."""
+    from hotrec.training.runs import resume_run, start_run
+
+    say = console.print if main_rank else (lambda *a, **k: None)
     if args.resume:
         changes = load_config(None, overrides).to_dict()
         given = {o.split("=", 1)[0] for o in overrides}
@@ -272,20 +323,16 @@ def run(args: argparse.Namespace) -> int:
         if args.data:
             picked.setdefault("data", {})["path"] = str(args.data.resolve())
         trainer = resume_run(args.resume, picked)
-        console.print(f"resuming {args.resume} at step {trainer.state.step}")
-    else:
-        if args.data is None:
-            raise HotrecError("--data DIR is required (or --resume RUN)")
-        preset = resolve_preset(args.preset, args.data)
-        cfg = load_config(preset, [f"data.path={str(args.data.resolve())!r}"] + overrides)
-        run_dir = args.run_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-        trainer = start_run(cfg, run_dir, overwrite=args.overwrite)
-        console.print(f"run directory: {run_dir}")
-    result = trainer.fit()
-    print_results(result, title=f"hotrec train: {trainer.run_dir}")
-    if result["stopped"] == "interrupted":
-        console.print(f"checkpoint saved; continue with: hotrec train --resume {trainer.run_dir}")
-    return 0
+        say(f"resuming {args.resume} at step {trainer.state.step}")
+        return trainer
+    if args.data is None:
+        raise HotrecError("--data DIR is required (or --resume RUN)")
+    preset = resolve_preset(args.preset, args.data, say)
+    cfg = load_config(preset, [f"data.path={str(args.data.resolve())!r}"] + overrides)
+    run_dir = args.run_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    trainer = start_run(cfg, run_dir, overwrite=args.overwrite)
+    say(f"run directory: {run_dir}")
+    return trainer
 
 
 def run_representations(args: argparse.Namespace, overrides: list[str]) -> int:

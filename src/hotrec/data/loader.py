@@ -19,7 +19,8 @@ class BatchLoader:
     """Batches of one split. Each batch is one contiguous, batch-sized block of rows, so
     building it is a slice of the memory maps; shuffling permutes the blocks per epoch
     with a generator seeded by (seed, epoch), which makes any epoch reproducible and lets
-    a resumed run start at any batch index.
+    a resumed run start at any batch index. With `part` = (rank, world), each block is a
+    global batch and this loader yields rank's contiguous part of it (distributed runs).
     """
 
     def __init__(
@@ -31,9 +32,11 @@ class BatchLoader:
         prefetch: int = 4,
         pin_memory: bool = False,
         max_rows: int = 0,
+        part: tuple[int, int] = (0, 1),
     ) -> None:
         if batch_size <= 0:
             raise ValueError("batch_size must be positive")
+        self.part = part  # (rank, world): this rank's contiguous part of every batch
         self.arrays = arrays
         self.rows = len(arrays) if max_rows <= 0 else min(max_rows, len(arrays))
         self.batch_size = batch_size
@@ -53,6 +56,9 @@ class BatchLoader:
         """Materialize one block as a Batch (int64 ids, float32 dense and labels)."""
         a = block * self.batch_size
         b = min(a + self.batch_size, self.rows)
+        rank, world = self.part
+        if world > 1:  # rank r of W reads rows [a + n r / W, a + n (r + 1) / W) of the block
+            a, b = a + (b - a) * rank // world, a + (b - a) * (rank + 1) // world
         return make_batch(self.arrays, slice(a, b), self.pin_memory)
 
     def epoch(self, epoch: int = 0, start: int = 0, transform: Callable | None = None) -> Iterator:

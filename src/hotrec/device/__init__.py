@@ -20,8 +20,10 @@ __all__ = [
     "Stream",
     "as_device",
     "cuda_available",
+    "current_gpu",
     "make_device",
     "set_deterministic",
+    "use_gpu",
 ]
 
 
@@ -47,6 +49,17 @@ def make_device(name: str) -> Device:
 def cuda_available() -> bool:
     """Whether a CUDA device can be used (the one place outside device/ asks through)."""
     return torch.cuda.is_available()
+
+
+def use_gpu(index: int) -> None:
+    """Make GPU `index` this process's CUDA device (a rank of a distributed run: its local
+    rank), before any CUDA memory is allocated."""
+    torch.cuda.set_device(index)
+
+
+def current_gpu() -> int:
+    """The index of this process's CUDA device."""
+    return torch.cuda.current_device()
 
 
 def as_device(device: Device | torch.device | str) -> Device:

@@ -15,6 +15,7 @@ from hotrec.config import DataConfig, PlacementConfig
 from hotrec.data.format import SplitArrays
 from hotrec.data.loader import BatchLoader
 from hotrec.device import Device
+from hotrec.distributed.group import SINGLE, Dist
 from hotrec.embeddings.parts import row_part
 from hotrec.training.timers import StepTimer
 
@@ -35,6 +36,10 @@ class StepContext:
     embedding: str  # the representation's name, for messages
     embedding_dim: int
     step: int = 0  # optimizer steps done (the loop keeps it current)
+    network: nn.Module | None = None  # what the step calls forward on (DDP's wrapper of the
+    # model on several ranks; None: the model)
+    dist: Dist = SINGLE  # the ranks of a distributed run (one process: SINGLE)
+    global_samples: int = 0  # inputs of the last step over every rank (the step keeps it)
 
     @property
     def rows(self) -> nn.Module | None:

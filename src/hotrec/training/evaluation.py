@@ -6,6 +6,7 @@ import torch
 
 from hotrec.data.loader import BatchLoader
 from hotrec.device import Device, as_device
+from hotrec.distributed.group import SINGLE, Dist
 from hotrec.models.dlrm import DLRM
 from hotrec.training.metrics import binary_metrics
 from hotrec.training.steps import autocast
@@ -13,9 +14,14 @@ from hotrec.training.steps import autocast
 
 @torch.no_grad()
 def evaluate(
-    model: DLRM, loader: BatchLoader, device: Device | torch.device, precision: str = "fp32"
+    model: DLRM,
+    loader: BatchLoader,
+    device: Device | torch.device,
+    precision: str = "fp32",
+    dist: Dist = SINGLE,
 ) -> dict[str, float]:
-    """AUC / log loss / accuracy of `model` over every batch of `loader`."""
+    """AUC / log loss / accuracy of `model` over every batch of `loader`; on several ranks
+    (each loader holding its part of every batch), over the scores of every rank."""
     device = as_device(device)
     was_training = model.training
     model.eval()
@@ -26,6 +32,8 @@ def evaluate(
         logits.append(device.to_host(out.float()))
         labels.append(batch.label)
     model.train(was_training)
-    if not logits:
-        return binary_metrics(torch.zeros(0), torch.zeros(0))
-    return binary_metrics(torch.cat(logits), torch.cat(labels))
+    logits = torch.cat(logits) if logits else torch.zeros(0)
+    labels = torch.cat(labels) if labels else torch.zeros(0)
+    if dist.active:  # rank order: the same scores as one process, in another order
+        logits, labels = (torch.cat(dist.gather_rows(t)) for t in (logits, labels))
+    return binary_metrics(logits, labels)

@@ -30,6 +30,13 @@ class MetricsLog:
         append_json_line(self.path, record)
 
 
+class NoLog:
+    """The metrics log of a rank other than the first: nothing is written."""
+
+    def write(self, record: dict) -> None:
+        pass
+
+
 def kept_checkpoint(run_dir: Path, which: str = "best") -> str:
     """The checkpoint file evaluation and artifacts use: best.pt when the run kept one and
     `which` is "best", else checkpoint.pt."""

@@ -25,10 +25,12 @@ def start_run(cfg: RunConfig, run_dir: Path, overwrite: bool = False) -> Trainer
             f"{run_dir} already holds a run: use --resume to continue it or --overwrite"
         )
     trainer = Trainer(cfg, run_dir, open_dataset(cfg.data.path))  # fails before any write
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for name in (runlog.CHECKPOINT, runlog.BEST, runlog.RESULT, runlog.METRICS):
-        (run_dir / name).unlink(missing_ok=True)
-    write_json_atomic(run_dir / runlog.CONFIG, cfg.to_dict())
+    if trainer.dist.main:  # several ranks: the first one writes the run directory
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name in (runlog.CHECKPOINT, runlog.BEST, runlog.RESULT, runlog.METRICS):
+            (run_dir / name).unlink(missing_ok=True)
+        write_json_atomic(run_dir / runlog.CONFIG, cfg.to_dict())
+    trainer.dist.barrier()
     return trainer
 
 
@@ -73,6 +75,6 @@ def resume_run(
         _check_same_order(saved, cfg)
     trainer = Trainer(cfg, run_dir)
     trainer.restore(ckpt)
-    if save_config:
+    if save_config and trainer.dist.main:
         write_json_atomic(config_path, cfg.to_dict())
     return trainer

@@ -74,7 +74,12 @@ def train_step(
     update.
     """
     model, timer, step_number = ctx.model, ctx.timer, ctx.step + 1
+    network = ctx.network or model
     total = sum(len(b) for b in micro_batches)
+    denominator = total  # several ranks: the global batch, so each rank's share of the loss
+    if ctx.dist.active:  # gives its share of the one-process gradient (distributed/training)
+        denominator = int(ctx.dist.all_sum(torch.tensor([total]))[0])
+    ctx.global_samples = denominator
     if len(micro_batches) > 1:
         if positions is None:
             starts = [0, *itertools.accumulate(len(b) for b in micro_batches)]
@@ -82,17 +87,20 @@ def train_step(
         plan_dropout(model, total, [ctx.device.upload(p) for p in positions])
     with timer.enclosing("mlp"):
         losses = []
+        mean = len(micro_batches) == 1 and denominator == total
         for b in micro_batches:
             with autocast(ctx.device, ctx.precision):
-                logits = model(b.dense, b.sparse, b.bags)
-            reduction = "mean" if len(micro_batches) == 1 else "sum"
+                logits = network(b.dense, b.sparse, b.bags)
+            reduction = "mean" if mean else "sum"
             losses.append(
                 F.binary_cross_entropy_with_logits(logits.float(), b.label, reduction=reduction)
             )
-        loss = losses[0] if len(losses) == 1 else torch.stack(losses).sum() / total
+        loss = losses[0] if mean else torch.stack(losses).sum() / denominator
         ctx.dense_opt.zero_grad(set_to_none=True)
         loss.backward()
     value = read_after_backward(ctx.device, loss, model.embeddings)
+    if ctx.dist.active:  # every rank's share summed: the global batch's mean loss
+        value = float(ctx.dist.all_sum(torch.tensor([value], dtype=torch.float64))[0])
     if not math.isfinite(value):  # nothing was updated yet: the step is dropped whole
         model.embeddings.zero_grad_pending()
         ctx.dense_opt.zero_grad(set_to_none=True)

@@ -13,6 +13,9 @@ from hotrec.config import RunConfig
 from hotrec.data.format import SPLITS, Dataset, open_dataset
 from hotrec.data.loader import BatchLoader, make_batch
 from hotrec.device import make_device, set_deterministic
+from hotrec.distributed.group import from_env
+from hotrec.distributed.sharded import full_state, shard_state
+from hotrec.distributed.training import check_supported, distribute
 from hotrec.embeddings.describe import describe, lookup_ms
 from hotrec.errors import HotrecError
 from hotrec.fileio import write_json_atomic
@@ -59,7 +62,9 @@ class Trainer:
         for split in SPLITS:  # every split validated before anything is written or trained
             if self.dataset.has_split(split):
                 self.dataset.split(split)
+        self.dist = from_env(cfg.train.device, cfg.train.dist_backend, cfg.train.dist_timeout_s)
         self.device = make_device(cfg.train.device)
+        check_supported(cfg, self.device.name, self.dist)
         autocast(self.device, cfg.train.precision)  # validates the option early
         if cfg.train.precision == "bf16" and self.device.name == "emulated":
             raise HotrecError(
@@ -72,12 +77,22 @@ class Trainer:
             torch.set_num_threads(cfg.train.threads)
         self.model = build_dlrm(self.dataset.schema, cfg.model, cfg.optim, cfg.train.seed)
         place_model(self.model, self.device)
+        self.network = None  # several ranks: stores sharded, networks under DDP
+        if self.dist.active:
+            self.network = distribute(self.model, self.device.name, self.dist)
         self.dense_opt = build_dense_optimizer(
             self.model.dense_parameters(), cfg.optim.dense, cfg.optim.dense_lr, cfg.optim.eps
         )
         d, pin = cfg.data, self.device.name == "cuda"
+        self.part = (self.dist.rank, self.dist.world)  # each rank's part of every batch
         self.train_loader = BatchLoader(
-            self.dataset.split("train"), d.batch_size, d.shuffle, cfg.train.seed, d.prefetch, pin
+            self.dataset.split("train"),
+            d.batch_size,
+            d.shuffle,
+            cfg.train.seed,
+            d.prefetch,
+            pin,
+            part=self.part,
         )
         self.state = TrainState()
         self.syncs = SyncsPerStep(self.device)  # device-to-host syncs per training step
@@ -96,6 +111,8 @@ class Trainer:
             feature_names=[t.name for t in self.dataset.schema.tables],
             embedding=cfg.model.embedding,
             embedding_dim=cfg.model.embedding_dim,
+            network=self.network,
+            dist=self.dist,
         )
         self.schedule = make_schedule(cfg.placement)
         self.schedule.attach(self.ctx)
@@ -105,21 +122,30 @@ class Trainer:
     def checkpoint_state(self) -> dict:
         """Everything a resume needs, in host memory."""
         dev = self.device
+        model = dev.state_to_host(self.model.state_dict())
         return {
-            "model": dev.state_to_host(self.model.state_dict()),
+            "model": full_state(self.model, model) if self.dist.active else model,
             "dense_optimizer": dev.state_to_host(self.dense_opt.state_dict()),
             "state": asdict(self.state),
             "config": self.cfg.to_dict(),
         }
 
     def save(self, name: str = runlog.CHECKPOINT) -> None:
+        """Every rank calls it (the store's shards are gathered); the first one writes."""
         self.schedule.sync()
         with self.timer.section("checkpoint"):
-            save_checkpoint(self.run_dir / name, self.checkpoint_state())
+            state = self.checkpoint_state()
+            if self.dist.main:
+                save_checkpoint(self.run_dir / name, state)
+        self.dist.barrier()  # the file is complete before any rank reads it
+
+    def load_model(self, state: dict) -> None:
+        """A checkpoint's model state (of any world size) into this rank's model."""
+        self.device.load_state(self.model, shard_state(self.model, state))
 
     def restore(self, ckpt: dict) -> None:
         try:
-            self.device.load_state(self.model, ckpt["model"])
+            self.load_model(ckpt["model"])
             self.device.load_optimizer(self.dense_opt, ckpt["dense_optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
             first = str(e).strip().splitlines()[0]
@@ -137,10 +163,14 @@ class Trainer:
         self.schedule.sync()
         d = self.cfg.data
         loader = BatchLoader(
-            self.dataset.split(split), d.eval_batch_size, prefetch=d.prefetch, max_rows=max_rows
+            self.dataset.split(split),
+            d.eval_batch_size,
+            prefetch=d.prefetch,
+            max_rows=max_rows,
+            part=self.part,
         )
         with self.timer.section("eval"):
-            return evaluate(self.model, loader, self.device, self.cfg.train.precision)
+            return evaluate(self.model, loader, self.device, self.cfg.train.precision, self.dist)
 
     # -- the loop ------------------------------------------------------------------------------
     def step(self, batch) -> StepResult:
@@ -153,7 +183,9 @@ class Trainer:
     def fit(self, should_stop: Callable[[TrainState], bool] | None = None) -> dict:
         """Train until the configured epochs / max_steps, an interrupt, or should_stop(state)."""
         cfg, st = self.cfg.train, self.state
-        log = runlog.MetricsLog(self.run_dir / runlog.METRICS, st.step if st.step else None)
+        log = runlog.NoLog()  # one metrics log and one progress display: the first rank's
+        if self.dist.main:
+            log = runlog.MetricsLog(self.run_dir / runlog.METRICS, st.step if st.step else None)
         total_steps = cfg.epochs * self.schedule.num_batches()
         if cfg.max_steps:
             total_steps = min(total_steps, cfg.max_steps)
@@ -161,7 +193,7 @@ class Trainer:
         every = self.eval_interval()
         self._val_info = ""
         self.model.train()
-        with stop_on_sigint() as interrupted, make_progress() as bar:
+        with stop_on_sigint() as interrupted, make_progress(enabled=self.dist.main) as bar:
             task = bar.add_task("train", total=total_steps, completed=st.step, rate="", info="")
             while st.epoch < cfg.epochs and reason == "completed":
                 batches = self.schedule.batches(st.epoch, st.batch)
@@ -180,7 +212,8 @@ class Trainer:
                             log.write({"kind": "error", "step": st.step + 1, "error": str(e)})
                             why = why_non_finite(batch, self.model, self.dataset, self.run_dir)
                             raise NonFiniteLoss(f"{e}; {why}") from None
-                        st.batch, st.samples = st.batch + 1, st.samples + len(batch)
+                        samples = self.ctx.global_samples if self.dist.active else len(batch)
+                        st.batch, st.samples = st.batch + 1, st.samples + samples
                         if not result.trained:  # every input filtered out (slipstream)
                             if interrupted.is_set() or (should_stop and should_stop(st)):
                                 reason = "interrupted"
@@ -204,7 +237,8 @@ class Trainer:
                             break
                         if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0:
                             self.save()
-                        if interrupted.is_set() or (should_stop and should_stop(st)):
+                        stop = interrupted.is_set() or bool(should_stop and should_stop(st))
+                        if self.dist.any(stop):  # every rank stops at the same step
                             reason = "interrupted"
                             break
                 finally:  # stop the prefetch thread on every exit path
@@ -258,7 +292,7 @@ class Trainer:
             self.save(runlog.BEST)
             self.save()  # checkpoint.pt too: a resumed run must know the final model is best
             return None
-        self.device.load_state(self.model, load_checkpoint(best)["model"])
+        self.load_model(load_checkpoint(best)["model"])
         self.schedule.reload()
         out = {"step": st.best_step}
         for split in ("val", "test"):
@@ -289,7 +323,10 @@ class Trainer:
                 result.update(val=best["val"], test=best["test"], last=last)
             result["best_step"] = self.state.best_step if self.cfg.train.keep_best else None
         result["time_split_s"] = self.timer.split()
-        write_json_atomic(self.run_dir / runlog.RESULT, result)
+        if self.dist.active:
+            result["distributed"] = {"world": self.dist.world, "backend": self.dist.backend}
+        if self.dist.main:
+            write_json_atomic(self.run_dir / runlog.RESULT, result)
         return result
 
     def _describe_embedding(self) -> dict:

@@ -1,0 +1,124 @@
+"""The row-sharded embedding store: global row r of the fused store lives on rank r mod W, at
+local row r // W, with its optimizer state.
+
+It keeps the store's contract (`gather(rows)`, `update(rows, grads)`), so the row parts
+(TableEmbedding, and through it qr and the hybrid's table part) work unchanged:
+
+  gather: ids to their owners (all-to-all), owners gather, rows back (all-to-all)
+  update: (ids, gradients) to their owners (all-to-all); each owner applies the row-wise
+          optimizer once per row, to the sum of its gradients over every rank
+
+Each rank sends its lookups in its batch order and the ranks hold consecutive parts of the
+global batch, so an owner receives its rows' gradients in the global batch's order: the
+update one process would make (SGD and row-wise Adagrad alike; float sums may round
+differently in the last bit). Checkpoints hold the whole store (`full_state` gathers the
+shards; `shard_state` takes this rank's rows back), so a checkpoint of W ranks is the
+checkpoint of one process and resumes with any world size.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+from torch import nn
+
+from hotrec.distributed.group import Dist
+from hotrec.embeddings.store import EmbeddingStore, apply_rows
+
+
+class ShardedStore(nn.Module):
+    """This rank's rows (weight [n_local, D], opt_state [n_local] for Adagrad) of a fused
+    store of `table_rows`; gather/update exchange ids, rows and gradients with the owners."""
+
+    def __init__(self, full: EmbeddingStore, dist: Dist) -> None:
+        super().__init__()
+        self.table_rows = list(full.table_rows)
+        self.dim, self.optimizer, self.lr, self.eps = full.dim, full.optimizer, full.lr, full.eps
+        self.dist = dist
+        self.total_rows = full.num_rows
+        self.register_buffer("weight", full.weight[dist.rank :: dist.world].clone())
+        state = full.opt_state[dist.rank :: dist.world] if full.optimizer == "adagrad" else None
+        self.register_buffer("opt_state", state.clone() if state is not None else torch.zeros(0))
+        self.lock = threading.Lock()
+        self.moved_rows = 0  # rows this rank received from other ranks (gathers)
+
+    @property
+    def num_rows(self) -> int:
+        return self.total_rows
+
+    def _route(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(positions of `rows` grouped by owner, in order within each; counts [W])."""
+        owner = rows % self.dist.world
+        order = torch.argsort(owner, stable=True)
+        return order, torch.bincount(owner, minlength=self.dist.world)
+
+    def gather(self, rows: torch.Tensor) -> torch.Tensor:
+        """Global rows [n] (host) -> their values [n, D], wherever they live."""
+        w = self.dist.world
+        order, counts = self._route(rows)
+        asked, asked_counts = self.dist.exchange(rows[order] // w, counts)  # my rows, by asker
+        values, _ = self.dist.exchange(self.weight.index_select(0, asked), asked_counts)
+        out = torch.empty_like(values)
+        out[order] = values  # back in the order of `rows`
+        self.moved_rows += int(counts.sum() - counts[self.dist.rank])
+        return out
+
+    def update(self, rows: torch.Tensor, grads: torch.Tensor, upload=None) -> None:
+        """Per-lookup gradients (host) to the owners, who apply the row-wise optimizer."""
+        w = self.dist.world
+        order, counts = self._route(rows)
+        mine, _ = self.dist.exchange(rows[order] // w, counts)
+        summed, _ = self.dist.exchange(grads[order], counts)
+        state = self.opt_state if self.optimizer == "adagrad" else None
+        with self.lock:
+            apply_rows(self.weight, state, mine, summed, self.optimizer, self.lr, self.eps)
+
+    def full(self, name: str) -> torch.Tensor:
+        """The whole `weight` or `opt_state` of every rank, in global row order (collective)."""
+        parts = self.dist.gather_rows(getattr(self, name))
+        if name == "opt_state" and self.optimizer != "adagrad":
+            return torch.zeros(0)
+        out = parts[0].new_empty((self.total_rows, *parts[0].shape[1:]))
+        for r, part in enumerate(parts):
+            out[r :: self.dist.world] = part
+        return out
+
+    def nbytes(self) -> int:
+        return self.weight.numel() * self.weight.element_size() + self.opt_state.numel() * 4
+
+
+def shard_stores(model: nn.Module, dist: Dist) -> list[str]:
+    """Replace every EmbeddingStore of `model` by this rank's ShardedStore; their names."""
+    names = []
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, EmbeddingStore):
+                setattr(module, child_name, ShardedStore(child, dist))
+                names.append(f"{name}.{child_name}" if name else child_name)
+    return names
+
+
+def _stores(model: nn.Module) -> dict[str, ShardedStore]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, ShardedStore)}
+
+
+def full_state(model: nn.Module, state: dict) -> dict:
+    """A state_dict of `model` with every sharded store's tensors made whole (collective:
+    every rank calls it; the result is the state one process would hold)."""
+    out = dict(state)
+    for name, store in _stores(model).items():
+        for key in ("weight", "opt_state"):
+            out[f"{name}.{key}"] = store.full(key)
+    return out
+
+
+def shard_state(model: nn.Module, state: dict) -> dict:
+    """A whole state_dict (a checkpoint's) cut to this rank's rows of every sharded store."""
+    out = dict(state)
+    for name, store in _stores(model).items():
+        d = store.dist
+        for key in ("weight", "opt_state"):
+            full = state[f"{name}.{key}"]
+            out[f"{name}.{key}"] = full[d.rank :: d.world] if full.numel() else full
+    return out

@@ -1,0 +1,17 @@
+"""A rank's entry point for the distributed tests' negative control: `hotrec` with DDP's
+default gradient hook (the mean over ranks) in place of hotrec's sum, when
+HOTREC_TEST_MEAN_GRADIENTS is set. Started by torchrun; never imported by hotrec."""
+
+import os
+import sys
+
+if os.environ.get("HOTREC_TEST_MEAN_GRADIENTS"):
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+    import hotrec.distributed.training as training
+
+    training._sum_gradients = allreduce_hook
+
+from hotrec.cli.main import main
+
+sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,114 @@
+"""Two ranks (torchrun, gloo, one thread each) against one process: the same parameters and
+validation AUC with SGD and row-wise Adagrad, repeated ids inside and across ranks and a
+table smaller than the world; a negative control (gradients averaged instead of summed)
+that must differ; a failure on one rank ends every rank quickly with one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import write_toy_dataset
+
+HERE = Path(__file__).parent
+COMMON = ["--preset", "tiny", "--threads", "1", "--max-steps", "12", "--eval-every", "6"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Skewed ids (repeated inside every batch and across ranks); table C2 has one row."""
+    root = tmp_path_factory.mktemp("dist")
+    return write_toy_dataset(root / "ds", rows=1500, table_rows=(50, 1, 200, 7))
+
+
+def env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def hotrec(*args, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "hotrec", *map(str, args)]
+    return subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
+
+
+def model(run: Path) -> dict:
+    return torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+
+
+def assert_close(a: dict, b: dict, atol: float = 1e-6) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=atol, msg=k)
+
+
+@pytest.mark.parametrize("sparse, dense", [("sgd", "sgd"), ("adagrad", "adam")])
+def test_two_ranks_train_as_one_process(tmp_path, data, sparse, dense):
+    opts = [*COMMON, "--set", f"optim.sparse='{sparse}'", "--set", f"optim.dense='{dense}'"]
+    one = hotrec("train", "--data", data, "--run-dir", "one", *opts, cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    two = hotrec("train", "--data", data, "--run-dir", "two", "--nproc", "2", *opts, cwd=tmp_path)
+    assert two.returncode == 0, two.stderr
+    assert "Traceback" not in two.stderr and "Warning" not in two.stderr, two.stderr
+    assert two.stdout.count("run directory:") == 1  # said by the first rank only
+    assert_close(model(tmp_path / "one"), model(tmp_path / "two"))
+    r1, r2 = (json.loads((tmp_path / r / "result.json").read_text()) for r in ("one", "two"))
+    assert r2["distributed"] == {"world": 2, "backend": "gloo"}
+    assert r1["steps"] == r2["steps"] > 6 and r1["samples"] == r2["samples"]
+    for split in ("val", "test"):
+        assert abs(r1[split]["auc"] - r2[split]["auc"]) < 1e-5
+        assert r1[split]["rows"] == r2[split]["rows"]
+    log = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in log].count("val") >= 2  # one log, written once
+    # the checkpoint of two ranks is one process's: single-process eval reads it
+    ev = hotrec("eval", tmp_path / "two", "--split", "test", "--json", cwd=tmp_path)
+    assert ev.returncode == 0, ev.stderr
+    assert abs(json.loads(ev.stdout.strip().splitlines()[-1])["auc"] - r2["test"]["auc"]) < 1e-6
+
+
+def test_negative_control_averaged_gradients_differ(tmp_path, data):
+    """DDP's default (the mean over ranks) halves every dense gradient: it must not pass."""
+    one = hotrec("train", "--data", data, "--run-dir", "one", *COMMON, cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+           str(HERE / "rank_main.py"), "train", "--data", str(data), "--run-dir", "mean",
+           *COMMON]  # fmt: skip
+    run = subprocess.run(cmd, cwd=tmp_path, env={**env(), "HOTREC_TEST_MEAN_GRADIENTS": "1"},
+                         capture_output=True, text=True, timeout=240)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    with pytest.raises(AssertionError):
+        assert_close(model(tmp_path / "one"), model(tmp_path / "mean"))
+
+
+def test_a_failing_rank_stops_every_rank_with_one_line(tmp_path, data):
+    """A bad id in the second half of the first batch (rank 1's part), written after the
+    dataset's cached range check: rank 1 fails in its loader, rank 0 is stopped."""
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(data, bad)
+    assert hotrec("info", bad, cwd=tmp_path).returncode == 0  # the range check is cached
+    sparse = bad / "train" / "sparse.npy"
+    stat = sparse.stat()
+    ids = np.load(sparse, mmap_mode="r+")
+    ids[200, 0] = 10_000  # row 200 of batch 0 (256 rows): rank 1 reads rows 128..255
+    ids.flush()
+    del ids
+    os.utime(sparse, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the cache still matches
+    start = time.monotonic()
+    args = ["train", "--data", bad, "--run-dir", "run", "--nproc", "2", *COMMON,
+            "--set", "data.shuffle=false"]  # fmt: skip
+    run = hotrec(*args, cwd=tmp_path, timeout=120)
+    assert run.returncode != 0 and time.monotonic() - start < 90
+    lines = [x for x in run.stderr.splitlines() if x.strip()]
+    errors = [x for x in lines if ": error: " in x]
+    assert len(errors) == 1 and "row 200" in errors[0] and "outside its 50 rows" in errors[0], (
+        run.stderr
+    )
+    assert "Traceback" not in run.stderr, run.stderr
