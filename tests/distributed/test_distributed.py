@@ -112,3 +112,34 @@ def test_a_failing_rank_stops_every_rank_with_one_line(tmp_path, data):
         run.stderr
     )
     assert "Traceback" not in run.stderr, run.stderr
+
+
+def test_ctrl_c_stops_every_rank_with_a_checkpoint_that_one_process_resumes(tmp_path, data):
+    """Ctrl-C reaches the launcher and torchrun (one process group), torchrun passes it to the
+    ranks, which stop at the same step and checkpoint; the run resumes on one process."""
+    import signal
+
+    args = [sys.executable, "-m", "hotrec", "train", "--data", str(data), "--run-dir", "run",
+            "--nproc", "2", "--preset", "tiny", "--threads", "1", "--epochs", "400",
+            "--set", "train.log_every=1"]  # fmt: skip
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    log = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.exists() and log.read_text().count('"kind": "train"') >= 3:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["stopped"] == "interrupted" and "continue with" in out
+    steps = result["steps"]
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert ckpt["state"]["step"] == steps
+    resumed = hotrec("train", "--resume", "run", "--max-steps", steps + 2, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["steps"] == steps + 2

@@ -16,6 +16,7 @@ import sys
 
 LOG_LINE = re.compile(r"^\[?[IWEF]\d{4} \d\d:\d\d:\d\d")  # torchrun's logger
 FAILED = re.compile(r"failed \(exitcode: (-?\d+)\) local_rank: (\d+)")
+SIGNALLED = re.compile(r"got signal: (2|15)\b|Received Signals\.SIG(INT|TERM)")
 OMP_NOTE = ("*****", "Setting OMP_NUM_THREADS")
 
 
@@ -37,16 +38,33 @@ def run_torchrun(nproc: int, argv: list[str], command: str = "train") -> int:
     said: set[str] = set()
     failed = None  # (exit code, local rank) of the first failure torchrun reported
     stopped: list[str] = []  # peers' "stopped: another rank failed", shown only when alone
-    for line in proc.stderr:
-        if failed is not None:
+    interrupted = False  # Ctrl-C (or SIGTERM): torchrun passes it on to the ranks
+    tail = False  # past the start of torchrun's closing report
+    lines = iter(proc.stderr)
+    while True:
+        try:
+            line = next(lines, None)
+        except KeyboardInterrupt:  # torchrun got it too and passes it on to the ranks, which
+            interrupted = True  # stop together after the current step, with a checkpoint
+            continue
+        if line is None:
+            break
+        interrupted = interrupted or bool(SIGNALLED.search(line))
+        if tail:
             continue  # torchrun's closing report and traceback
         match = FAILED.search(line)
         if match:
             failed = (int(match.group(1)), int(match.group(2)))
+            tail = True
             continue
-        if LOG_LINE.match(line) or line.startswith(OMP_NOTE):
+        if line.startswith("Traceback (most recent call last)"):  # torchrun's own; a rank's
+            tail = True  # are prefixed with [rankN]
             continue
         key = line.strip()
+        if LOG_LINE.match(line) or line.startswith(OMP_NOTE):
+            continue
+        if interrupted and not key.startswith("hotrec "):
+            continue  # torchrun's report of the signal
         if key.startswith("hotrec ") and ": stopped: " in key:
             stopped.append(line)
             continue
@@ -55,7 +73,9 @@ def run_torchrun(nproc: int, argv: list[str], command: str = "train") -> int:
         said.add(key)
         sys.stderr.write(line)
         sys.stderr.flush()
-    code = proc.wait()
+    code = _wait(proc)
+    if interrupted:
+        return 130
     errors = any(": error: " in key for key in said)
     if code and not errors:
         if stopped:
@@ -85,3 +105,12 @@ def rank_argv(argv: list[str], run_dir: str | None) -> list[str]:
     if run_dir is not None:
         out += ["--run-dir", run_dir]
     return out
+
+
+def _wait(proc: subprocess.Popen) -> int:
+    """torchrun's exit status (a second Ctrl-C while it shuts the ranks down is ignored)."""
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            continue
