@@ -59,7 +59,15 @@ def test_two_ranks_train_as_one_process(tmp_path, data, sparse, dense):
     assert two.stdout.count("run directory:") == 1  # said by the first rank only
     assert_close(model(tmp_path / "one"), model(tmp_path / "two"))
     r1, r2 = (json.loads((tmp_path / r / "result.json").read_text()) for r in ("one", "two"))
-    assert r2["distributed"] == {"world": 2, "backend": "gloo"}
+    d = r2["distributed"]
+    assert d["world"] == 2 and d["backend"] == "gloo"
+    sent = d["bytes_per_step"]  # per rank and step: ids go out twice (gather, update), rows
+    crossing = sent["rows"] / (8 * 4)  # come back once and gradients go out once (D = 8)
+    assert crossing > 0 and sent["gradients"] == sent["rows"]
+    assert sent["ids"] == pytest.approx(2 * crossing * 8, rel=1e-3)
+    dense = sum(v.numel() * 4 for k, v in model(tmp_path / "two").items()
+                if "mlp" in k)  # fmt: skip
+    assert sent["dense"] == dense  # every network gradient, once per step
     assert r1["steps"] == r2["steps"] > 6 and r1["samples"] == r2["samples"]
     for split in ("val", "test"):
         assert abs(r1[split]["auc"] - r2[split]["auc"]) < 1e-5
@@ -143,3 +151,21 @@ def test_ctrl_c_stops_every_rank_with_a_checkpoint_that_one_process_resumes(tmp_
     resumed = hotrec("train", "--resume", "run", "--max-steps", steps + 2, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((tmp_path / "run" / "result.json").read_text())["steps"] == steps + 2
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--schedule", "fae"], "runs the baseline schedule for now, not --schedule fae"),
+        (["--representations", "table,qr"], "--representations trains on one process"),
+        (["--nproc", "0"], "--nproc must be at least 1"),
+    ],
+)
+def test_what_does_not_run_on_several_ranks_refuses_in_one_line(tmp_path, data, extra, message):
+    args = ["train", "--data", data, "--run-dir", "run", "--preset", "tiny", *extra]
+    if "--nproc" not in extra:
+        args += ["--nproc", "2"]
+    run = hotrec(*args, cwd=tmp_path, timeout=120)
+    lines = [x for x in run.stderr.splitlines() if x.strip()]
+    assert run.returncode == 2 and len(lines) == 1 and message in lines[0], run.stderr
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()

@@ -69,7 +69,12 @@ def test_profile_serve_loadtest_and_stop(artifact, tmp_path, capsys):
         result = json.loads(out.read_text())
         (row,) = result["rates"]
         assert result["policy"] == "mprec" and result["target_ms"] == 50
-        assert row["sent"] > 20 and row["answered"] == row["sent"] and row["failed"] == 0
+        # nothing lost: every query answered, or refused with 503 by admission when the
+        # machine is too busy to meet the target (a loaded 2-core CI runner)
+        assert row["sent"] > 20 and row["failed"] == 0
+        assert (
+            row["answered"] + row["rejected"] == row["sent"] and row["answered"] > row["sent"] / 2
+        )
         assert 0.0 <= row["accuracy"] <= 1.0 and row["correct_per_s"] > 0
         assert sum(row["path_mix"].values()) == pytest.approx(1.0)
         assert set(row["path_mix"]) <= {"small@cpu", "large@cpu"}

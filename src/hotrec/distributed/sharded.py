@@ -19,6 +19,8 @@ checkpoint of one process and resumes with any world size.
 from __future__ import annotations
 
 import threading
+import time
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -27,11 +29,32 @@ from hotrec.distributed.group import Dist
 from hotrec.embeddings.store import EmbeddingStore, apply_rows
 
 
+@dataclass
+class Traffic:
+    """What this rank sent to other ranks in training steps, in bytes by kind, and the
+    seconds its row exchanges took (inside the time split's embedding and optimizer
+    sections); evaluation's gathers are not counted."""
+
+    ids: int = 0  # row ids: to the owners, for gathers and for updates
+    rows: int = 0  # row values: from the owners back to the askers
+    gradients: int = 0  # row gradients: to the owners
+    dense: int = 0  # the networks' gradients DDP all-reduces (its payload; a ring all-reduce
+    # sends 2 (W - 1) / W of it per rank)
+    seconds: float = 0.0
+
+    KINDS = ("ids", "rows", "gradients", "dense")
+
+    def as_tensor(self) -> torch.Tensor:
+        return torch.tensor(
+            [*(getattr(self, k) for k in self.KINDS), self.seconds], dtype=torch.float64
+        )
+
+
 class ShardedStore(nn.Module):
     """This rank's rows (weight [n_local, D], opt_state [n_local] for Adagrad) of a fused
     store of `table_rows`; gather/update exchange ids, rows and gradients with the owners."""
 
-    def __init__(self, full: EmbeddingStore, dist: Dist) -> None:
+    def __init__(self, full: EmbeddingStore, dist: Dist, traffic: Traffic | None = None) -> None:
         super().__init__()
         self.table_rows = list(full.table_rows)
         self.dim, self.optimizer, self.lr, self.eps = full.dim, full.optimizer, full.lr, full.eps
@@ -41,7 +64,7 @@ class ShardedStore(nn.Module):
         state = full.opt_state[dist.rank :: dist.world] if full.optimizer == "adagrad" else None
         self.register_buffer("opt_state", state.clone() if state is not None else torch.zeros(0))
         self.lock = threading.Lock()
-        self.moved_rows = 0  # rows this rank received from other ranks (gathers)
+        self.traffic = traffic or Traffic()
 
     @property
     def num_rows(self) -> int:
@@ -53,23 +76,33 @@ class ShardedStore(nn.Module):
         order = torch.argsort(owner, stable=True)
         return order, torch.bincount(owner, minlength=self.dist.world)
 
+    def _others(self, counts: torch.Tensor) -> int:
+        """Rows of `counts` [W] bound for other ranks (the own part is a local copy)."""
+        return int(counts.sum() - counts[self.dist.rank])
+
     def gather(self, rows: torch.Tensor) -> torch.Tensor:
         """Global rows [n] (host) -> their values [n, D], wherever they live."""
-        w = self.dist.world
+        w, t, start = self.dist.world, self.traffic, time.perf_counter()
         order, counts = self._route(rows)
         asked, asked_counts = self.dist.exchange(rows[order] // w, counts)  # my rows, by asker
         values, _ = self.dist.exchange(self.weight.index_select(0, asked), asked_counts)
         out = torch.empty_like(values)
         out[order] = values  # back in the order of `rows`
-        self.moved_rows += int(counts.sum() - counts[self.dist.rank])
+        if torch.is_grad_enabled():  # a training step's (evaluation runs without autograd)
+            t.ids += self._others(counts) * rows.element_size()
+            t.rows += self._others(asked_counts) * self.dim * self.weight.element_size()
+            t.seconds += time.perf_counter() - start
         return out
 
     def update(self, rows: torch.Tensor, grads: torch.Tensor, upload=None) -> None:
         """Per-lookup gradients (host) to the owners, who apply the row-wise optimizer."""
-        w = self.dist.world
+        w, t, start = self.dist.world, self.traffic, time.perf_counter()
         order, counts = self._route(rows)
         mine, _ = self.dist.exchange(rows[order] // w, counts)
         summed, _ = self.dist.exchange(grads[order], counts)
+        t.ids += self._others(counts) * rows.element_size()
+        t.gradients += self._others(counts) * self.dim * grads.element_size()
+        t.seconds += time.perf_counter() - start
         state = self.opt_state if self.optimizer == "adagrad" else None
         with self.lock:
             apply_rows(self.weight, state, mine, summed, self.optimizer, self.lr, self.eps)
@@ -88,13 +121,14 @@ class ShardedStore(nn.Module):
         return self.weight.numel() * self.weight.element_size() + self.opt_state.numel() * 4
 
 
-def shard_stores(model: nn.Module, dist: Dist) -> list[str]:
-    """Replace every EmbeddingStore of `model` by this rank's ShardedStore; their names."""
+def shard_stores(model: nn.Module, dist: Dist, traffic: Traffic) -> list[str]:
+    """Replace every EmbeddingStore of `model` by this rank's ShardedStore (counting into
+    `traffic`); their names."""
     names = []
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, EmbeddingStore):
-                setattr(module, child_name, ShardedStore(child, dist))
+                setattr(module, child_name, ShardedStore(child, dist, traffic))
                 names.append(f"{name}.{child_name}" if name else child_name)
     return names
 

@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from hotrec.config import RunConfig
 from hotrec.device import current_gpu
 from hotrec.distributed.group import Dist
-from hotrec.distributed.sharded import shard_stores
+from hotrec.distributed.sharded import Traffic, shard_stores
 from hotrec.errors import HotrecError
 
 
@@ -38,16 +38,19 @@ def check_supported(cfg: RunConfig, device_name: str, d: Dist) -> None:
         raise HotrecError("distributed training runs on --device cpu or cuda, not emulated")
 
 
-def _sum_gradients(_state, bucket):
+def _sum_gradients(traffic: Traffic, bucket):
     """DDP comm hook: the gradients summed over ranks (DDP's default averages them)."""
-    work = dist.all_reduce(bucket.buffer(), async_op=True)
+    buffer = bucket.buffer()
+    traffic.dense += buffer.numel() * buffer.element_size()
+    work = dist.all_reduce(buffer, async_op=True)
     return work.get_future().then(lambda fut: fut.value()[0])
 
 
-def distribute(model: nn.Module, device_name: str, d: Dist) -> nn.Module:
+def distribute(model: nn.Module, device_name: str, d: Dist, traffic: Traffic) -> nn.Module:
     """Shard the model's embedding stores over the ranks and wrap it in DDP; the wrapper is
-    what the step calls (the model itself keeps its plain state_dict)."""
-    shard_stores(model, d)
+    what the step calls (the model itself keeps its plain state_dict). Bytes sent to other
+    ranks are counted into `traffic`."""
+    shard_stores(model, d, traffic)
     ids = [current_gpu()] if device_name == "cuda" else None
     if not any(p.requires_grad for p in model.parameters()):
         return model
@@ -55,5 +58,19 @@ def distribute(model: nn.Module, device_name: str, d: Dist) -> nn.Module:
         # successor still syncs buffers at init, which would overwrite the rank's own shard
         warnings.filterwarnings("ignore", "`broadcast_buffers` is deprecated", FutureWarning)
         ddp = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
-    ddp.register_comm_hook(None, _sum_gradients)
+    ddp.register_comm_hook(traffic, _sum_gradients)
     return ddp
+
+
+def traffic_report(d: Dist, traffic: Traffic, steps: int) -> dict:
+    """result.json's `distributed` section: the world, and per step and rank (the mean over
+    ranks) the bytes sent to other ranks by kind and the seconds of row exchanges
+    (collective: every rank calls it)."""
+    total = d.all_sum(traffic.as_tensor()) / d.world / max(steps, 1)
+    per_step = {k: round(float(v)) for k, v in zip(Traffic.KINDS, total[:-1], strict=True)}
+    return {
+        "world": d.world,
+        "backend": d.backend,
+        "bytes_per_step": per_step,
+        "exchange_s_per_step": round(float(total[-1]), 6),
+    }

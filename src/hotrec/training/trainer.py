@@ -14,8 +14,8 @@ from hotrec.data.format import SPLITS, Dataset, open_dataset
 from hotrec.data.loader import BatchLoader, make_batch
 from hotrec.device import make_device, set_deterministic
 from hotrec.distributed.group import from_env
-from hotrec.distributed.sharded import full_state, shard_state
-from hotrec.distributed.training import check_supported, distribute
+from hotrec.distributed.sharded import Traffic, full_state, shard_state
+from hotrec.distributed.training import check_supported, distribute, traffic_report
 from hotrec.embeddings.describe import describe, lookup_ms
 from hotrec.errors import HotrecError
 from hotrec.fileio import write_json_atomic
@@ -78,8 +78,9 @@ class Trainer:
         self.model = build_dlrm(self.dataset.schema, cfg.model, cfg.optim, cfg.train.seed)
         place_model(self.model, self.device)
         self.network = None  # several ranks: stores sharded, networks under DDP
+        self.traffic = Traffic()  # bytes sent to other ranks (several ranks)
         if self.dist.active:
-            self.network = distribute(self.model, self.device.name, self.dist)
+            self.network = distribute(self.model, self.device.name, self.dist, self.traffic)
         self.dense_opt = build_dense_optimizer(
             self.model.dense_parameters(), cfg.optim.dense, cfg.optim.dense_lr, cfg.optim.eps
         )
@@ -190,6 +191,7 @@ class Trainer:
         if cfg.max_steps:
             total_steps = min(total_steps, cfg.max_steps)
         reason, start, start_samples = "completed", time.perf_counter(), st.samples
+        first_step = st.step
         every = self.eval_interval()
         self._val_info = ""
         self.model.train()
@@ -248,6 +250,7 @@ class Trainer:
                 if reason == "completed":
                     st.epoch, st.batch = st.epoch + 1, 0
         train_seconds = time.perf_counter() - start
+        self._steps_run = st.step - first_step
         self.save()
         return self._finish(log, reason, train_seconds, st.samples - start_samples)
 
@@ -324,7 +327,7 @@ class Trainer:
             result["best_step"] = self.state.best_step if self.cfg.train.keep_best else None
         result["time_split_s"] = self.timer.split()
         if self.dist.active:
-            result["distributed"] = {"world": self.dist.world, "backend": self.dist.backend}
+            result["distributed"] = traffic_report(self.dist, self.traffic, self._steps_run)
         if self.dist.main:
             write_json_atomic(self.run_dir / runlog.RESULT, result)
         return result
