@@ -169,3 +169,20 @@ def test_what_does_not_run_on_several_ranks_refuses_in_one_line(tmp_path, data, 
     lines = [x for x in run.stderr.splitlines() if x.strip()]
     assert run.returncode == 2 and len(lines) == 1 and message in lines[0], run.stderr
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_a_run_stopped_on_two_ranks_resumes_on_two_or_one_as_if_uninterrupted(tmp_path, data):
+    """Checkpoints hold the whole store, so the world size may change at a resume."""
+    opts = ["--preset", "tiny", "--threads", "1", "--eval-every", "0",
+            "--set", "optim.sparse='adagrad'", "--set", "data.shuffle=true"]  # fmt: skip
+    full = hotrec("train", "--data", data, "--run-dir", "full", "--max-steps", 8, *opts,
+                  cwd=tmp_path)  # fmt: skip
+    assert full.returncode == 0, full.stderr
+    for world in ("2", "1"):
+        run = f"cut{world}"
+        first = hotrec("train", "--data", data, "--run-dir", run, "--nproc", 2,
+                       "--max-steps", 3, *opts, cwd=tmp_path)  # fmt: skip
+        assert first.returncode == 0, first.stderr
+        rest = hotrec("train", "--resume", run, "--nproc", world, "--max-steps", 8, cwd=tmp_path)
+        assert rest.returncode == 0, rest.stderr
+        assert_close(model(tmp_path / "full"), model(tmp_path / run))
