@@ -72,6 +72,17 @@ def ratio_summary(after: list[float], before: list[float]) -> dict:
             "max": round(max(ratios), 3)}  # fmt: skip
 
 
+def rate_summary(rates: list[float], base: list[float], versus: str) -> dict:
+    """Median samples/s with min-max over rounds, and the per-round ratios to `base`."""
+    import statistics
+
+    return {
+        "samples_per_s": round(statistics.median(rates), 1),
+        "samples_per_s_range": [round(min(rates), 1), round(max(rates), 1)],
+        versus: ratio_summary(rates, base),
+    }
+
+
 def start_plot():
     """A headless matplotlib pyplot."""
     import matplotlib

@@ -29,14 +29,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from common import command_line, kaggle_like_dataset, machine, ratio_summary, save, training_args
+from common import command_line, kaggle_like_dataset, machine, rate_summary, save, training_args
 
 KINDS = ("ids", "rows", "gradients", "dense")
 WORLDS = (2, 4, 8, 16, 32, 64)
@@ -73,9 +72,7 @@ def measure(args: argparse.Namespace, data: Path) -> dict:
     for v, rs in variants.items():
         rates = [x["samples_per_s"] for x in rs]
         out[v] = {
-            "samples_per_s": round(statistics.median(rates), 1),
-            "samples_per_s_range": [round(min(rates), 1), round(max(rates), 1)],
-            "vs_one_process": ratio_summary(rates, base),
+            **rate_summary(rates, base, "vs_one_process"),
             "val_auc": [round(x["val"]["auc"], 6) for x in rs],
             "steps": rs[-1]["steps"],
             "samples": rs[-1]["samples"],
@@ -97,15 +94,13 @@ def preset_shape(preset: str, schema) -> dict:
             "lookups": schema.num_tables, "dense_bytes": dense}  # fmt: skip
 
 
-def hot_profile(data: Path, budget: str, dim: int, batch: int) -> dict:
-    """Hot lookup share h under the budget and hot rows U touched per global batch."""
-    from hotrec.data.format import open_dataset
+def hot_profile(ds, prof, budget: str, dim: int, batch: int) -> dict:
+    """Hot lookup share h under the budget (rows of `dim`) and hot rows U touched per global
+    batch, from one popularity profile `prof` of the dataset `ds`."""
     from hotrec.placement.hotset import HotSet
-    from hotrec.placement.popularity import PopularityProfiler, parse_bytes
+    from hotrec.placement.popularity import parse_bytes
 
-    ds = open_dataset(data)
     train = ds.split("train")
-    prof = PopularityProfiler(0.05, 0).fit(train.sparse, ds.schema.table_rows)
     hot = HotSet.from_profile(prof, parse_bytes(budget), dim)
     is_hot = np.zeros(int(ds.schema.total_rows), dtype=bool)
     is_hot[np.asarray(hot.rows)] = True
@@ -164,9 +159,13 @@ def run(args: argparse.Namespace) -> dict:
     for kind in KINDS:
         check[kind] = {"measured": two.get(kind), "model": predicted[kind],
                        "ratio": round(two[kind] / predicted[kind], 3) if two.get(kind) else None}  # fmt: skip
+    from hotrec.placement.popularity import PopularityProfiler
+
+    ds = open_dataset(data)
+    prof = PopularityProfiler(0.05, 0).fit(ds.split("train").sparse, schema.table_rows)
     models = {}
     for shape in (kaggle, terabyte):
-        hot = hot_profile(data, args.hot_budget, shape["dim"], shape["batch"])
+        hot = hot_profile(ds, prof, args.hot_budget, shape["dim"], shape["batch"])
         scale = kaggle["dense_bytes"] and shape["dense_bytes"] / kaggle["dense_bytes"]
         ps = per_sample * max(1.0, scale)  # a larger network: compute scaled by its weights
         models[shape["preset"]] = {"shape": shape, "hot": hot, "compute_per_sample_s": ps,

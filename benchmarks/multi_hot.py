@@ -16,7 +16,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from common import command_line, kaggle_like_dataset, machine, ratio_summary, save, training_args
+from common import command_line, kaggle_like_dataset, machine, rate_summary, save, training_args
 from hotrec.config import load_config
 from hotrec.training.runs import start_run
 
@@ -70,9 +70,7 @@ def run(args: argparse.Namespace) -> dict:
         rates = [x["samples_per_s"] for x in rs]
         last = rs[-1]["placement"]
         summary[v] = {
-            "samples_per_s": round(statistics.median(rates), 1),
-            "samples_per_s_range": [round(min(rates), 1), round(max(rates), 1)],
-            "vs_multi_hot_baseline": ratio_summary(rates, base),
+            **rate_summary(rates, base, "vs_multi_hot_baseline"),
             "epoch_s": round(statistics.median(x["wall_s"] for x in rs), 2),
             "val_auc": round(rs[-1]["val_auc"], 6),
             "h2d_MiB": round(last.get("h2d_bytes", 0) / 2**20, 1),

@@ -24,9 +24,16 @@ def take_rows(
     rows = np.asarray(rows, dtype=np.int64)
     starts = np.asarray(offsets[rows], dtype=np.int64)
     lengths = np.asarray(offsets[rows + 1], dtype=np.int64) - starts
-    first = np.repeat(np.cumsum(lengths) - lengths, lengths)  # each id's bag start in the output
-    index = np.repeat(starts, lengths) + np.arange(int(lengths.sum())) - first
-    return np.asarray(values[index]), lengths
+    return np.asarray(values[segment_index(starts, lengths)]), lengths
+
+
+def segment_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Positions [sum(lengths)] of the segments (starts[i], lengths[i]) of a flat array, one
+    segment after the other: what gathers chosen bags out of jagged values."""
+    first = np.repeat(
+        np.cumsum(lengths) - lengths, lengths
+    )  # each id's segment start in the output
+    return np.repeat(starts, lengths) + np.arange(int(lengths.sum())) - first
 
 
 def sample_major(

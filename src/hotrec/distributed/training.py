@@ -52,8 +52,6 @@ def distribute(model: nn.Module, device_name: str, d: Dist, traffic: Traffic) ->
     ranks are counted into `traffic`."""
     shard_stores(model, d, traffic)
     ids = [current_gpu()] if device_name == "cuda" else None
-    if not any(p.requires_grad for p in model.parameters()):
-        return model
     with warnings.catch_warnings():  # torch 2.13 deprecates broadcast_buffers, yet its
         # successor still syncs buffers at init, which would overwrite the rank's own shard
         warnings.filterwarnings("ignore", "`broadcast_buffers` is deprecated", FutureWarning)

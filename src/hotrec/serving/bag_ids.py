@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hotrec.data.jagged import segment_index
 from hotrec.data.loader import jagged_ids
 from hotrec.types import Bags, Schema
 
@@ -39,20 +40,20 @@ class BagIds:
         """The items at `index` (repeats allowed), in that order."""
         per_item = self.lengths.sum(axis=1)
         starts = np.cumsum(per_item) - per_item
-        count = per_item[index]
-        first = np.repeat(np.cumsum(count) - count, count)
-        source = np.repeat(starts[index], count) + np.arange(int(count.sum())) - first
+        source = segment_index(starts[index], per_item[index])
         return BagIds(self.values[source], self.lengths[index])
+
+    def tables(self) -> np.ndarray:
+        """[L] the table of each id (as types.Bags.tables)."""
+        n, t = self.lengths.shape
+        return np.tile(np.arange(t), n).repeat(self.lengths.reshape(-1))
 
     def to_bags(self) -> Bags:
         return Bags(torch.from_numpy(self.values), torch.from_numpy(self.lengths))
 
     def one_hot(self, tables: Sequence[int]) -> np.ndarray:
         """The ids of the one-hot `tables` [B, len(tables)] (each of their bags holds one)."""
-        table = np.tile(np.arange(self.lengths.shape[1]), len(self)).repeat(
-            self.lengths.reshape(-1)
-        )
-        keep = np.isin(table, np.asarray(tables, dtype=np.int64))
+        keep = np.isin(self.tables(), np.asarray(tables, dtype=np.int64))
         return self.values[keep].reshape(len(self), len(tables))
 
     def to_rows(self, bag_tables: Sequence[int]) -> list[list]:
@@ -110,8 +111,7 @@ def _is_id(x) -> bool:
 
 def _check_ranges(ids: BagIds, schema: Schema) -> None:
     rows = np.asarray(schema.table_rows, dtype=np.int64)
-    n, t = ids.lengths.shape
-    table = np.tile(np.arange(t), n).repeat(ids.lengths.reshape(-1))  # [L]
+    table = ids.tables()  # [L]
     bad = (ids.values < 0) | (ids.values >= rows[table])
     if bad.any():
         at = int(np.argmax(bad))
@@ -138,7 +138,7 @@ def random_ids(schema: Schema, n: int, rng: np.random.Generator, longest: int = 
     lengths = np.ones((n, schema.num_tables), dtype=np.int64)
     for t in schema.bag_tables:
         lengths[:, t] = rng.integers(1, longest + 1, n)
-    table = np.tile(np.arange(schema.num_tables), n).repeat(lengths.reshape(-1))
+    table = BagIds(np.zeros(0, dtype=np.int64), lengths).tables()
     rows = np.asarray(schema.table_rows, dtype=np.int64)[table]
     return BagIds((rng.random(len(table)) * rows).astype(np.int64), lengths)
 
