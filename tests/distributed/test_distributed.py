@@ -16,53 +16,18 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import write_toy_dataset
+from tests.distributed.helpers import (
+    assert_close,
+    env,
+    hotrec,
+    loopback,
+    model,
+    train_with_control,
+)
 
-HERE = Path(__file__).parent
 COMMON = ["--preset", "tiny", "--threads", "1", "--max-steps", "12", "--eval-every", "6"]
 
-
-def _loopback() -> bool:
-    """Whether a TCP socket can listen on 127.0.0.1 (gloo's transport and torchrun's
-    rendezvous need it)."""
-    import socket
-
-    try:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            s.listen()
-        return True
-    except OSError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _loopback(), reason="no loopback TCP for torch.distributed")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """Skewed ids (repeated inside every batch and across ranks); table C2 has one row."""
-    root = tmp_path_factory.mktemp("dist")
-    return write_toy_dataset(root / "ds", rows=1500, table_rows=(50, 1, 200, 7))
-
-
-def env() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def hotrec(*args, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "hotrec", *map(str, args)]
-    return subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
-
-
-def model(run: Path) -> dict:
-    return torch.load(run / "checkpoint.pt", weights_only=True)["model"]
-
-
-def assert_close(a: dict, b: dict, atol: float = 1e-6) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=atol, msg=k)
+pytestmark = pytest.mark.skipif(not loopback(), reason="no loopback TCP for torch.distributed")
 
 
 @pytest.fixture(scope="module")
@@ -116,11 +81,8 @@ def test_negative_control_averaged_gradients_differ(tmp_path, data, one_process)
     """DDP's default (the mean over ranks) halves every dense gradient: it must not pass."""
     (tmp_path / "one").symlink_to(one_process("sgd", "sgd"))
     opts = [*COMMON, "--set", "optim.sparse='sgd'", "--set", "optim.dense='sgd'"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-           str(HERE / "rank_main.py"), "train", "--data", str(data), "--run-dir", "mean",
-           *opts]  # fmt: skip
-    run = subprocess.run(cmd, cwd=tmp_path, env={**env(), "HOTREC_TEST_MEAN_GRADIENTS": "1"},
-                         capture_output=True, text=True, timeout=240)  # fmt: skip
+    run = train_with_control("HOTREC_TEST_MEAN_GRADIENTS", "--data", data, "--run-dir", "mean",
+                             *opts, cwd=tmp_path)  # fmt: skip
     assert run.returncode == 0, run.stderr
     with pytest.raises(AssertionError):
         assert_close(model(tmp_path / "one"), model(tmp_path / "mean"))
@@ -188,7 +150,7 @@ def test_ctrl_c_stops_every_rank_with_a_checkpoint_that_one_process_resumes(tmp_
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--schedule", "fae"], "runs the baseline schedule for now, not --schedule fae"),
+        (["--schedule", "device_only"], "does not run --schedule device_only"),
         (["--representations", "table,qr"], "--representations trains on one process"),
         (["--nproc", "0"], "--nproc must be at least 1"),
     ],
@@ -201,6 +163,32 @@ def test_what_does_not_run_on_several_ranks_refuses_in_one_line(tmp_path, data, 
     lines = [x for x in run.stderr.splitlines() if x.strip()]
     assert run.returncode == 2 and len(lines) == 1 and message in lines[0], run.stderr
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "placement, message",
+    [
+        ({"schedule": "fae", "slipstream": True, "slipstream_mode": "freeze"}, "mode freeze"),
+        ({"schedule": "baseline", "slipstream": True}, "--slipstream over the baseline"),
+        ({"schedule": "fae", "reprofile_every": 10}, "re-profiling"),
+        ({"schedule": "hotline", "lookahead": 2}, "look-ahead gather"),
+        ({"schedule": "hotline", "hotline_split": "split"}, "split micro-batches"),
+    ],
+)
+def test_each_unsupported_combination_is_refused_before_training(placement, message):
+    """The refusals the command line shows above, one by one, without starting ranks."""
+    from dataclasses import replace
+
+    from hotrec.config import RunConfig
+    from hotrec.distributed.group import Dist
+    from hotrec.distributed.training import check_supported
+    from hotrec.errors import HotrecError
+
+    cfg = RunConfig()
+    cfg = replace(cfg, placement=replace(cfg.placement, **placement))
+    check_supported(cfg, "cpu", Dist())  # one process runs everything
+    with pytest.raises(HotrecError, match=message):
+        check_supported(cfg, "cpu", Dist(rank=0, world=2))
 
 
 def test_a_run_stopped_on_two_ranks_resumes_on_two_or_one_as_if_uninterrupted(tmp_path, data):

@@ -103,12 +103,23 @@ def _bags(arrays: SplitArrays, one_hot: np.ndarray, rows: slice | np.ndarray):
 
 
 class IndexBatches:
-    """Batches given as arrays of row indices, e.g. FAE's separate hot and cold streams."""
+    """Batches given as arrays of row indices, e.g. FAE's separate hot and cold streams; with
+    `part` = (rank, world), rank's contiguous part of each (as BatchLoader cuts a block)."""
 
-    def __init__(self, arrays: SplitArrays, prefetch: int = 4, pin_memory: bool = False) -> None:
+    def __init__(
+        self,
+        arrays: SplitArrays,
+        prefetch: int = 4,
+        pin_memory: bool = False,
+        part: tuple[int, int] = (0, 1),
+    ) -> None:
         self.arrays, self.prefetch, self.pin_memory = arrays, prefetch, pin_memory
+        self.part = part
 
     def load(self, rows: np.ndarray) -> Batch:
+        rank, world = self.part
+        n = len(rows)
+        rows = rows[n * rank // world : n * (rank + 1) // world]
         return make_batch(self.arrays, rows, self.pin_memory)
 
     def iterate(

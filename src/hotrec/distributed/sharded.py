@@ -40,9 +40,11 @@ class Traffic:
     gradients: int = 0  # row gradients: to the owners
     dense: int = 0  # the networks' gradients DDP all-reduces (its payload; a ring all-reduce
     # sends 2 (W - 1) / W of it per rank)
+    hot: int = 0  # the hot-row replica's updates (slots and gradients) sent to every other
+    # rank (fae, hotline), so every replica applies the same update
     seconds: float = 0.0
 
-    KINDS = ("ids", "rows", "gradients", "dense")
+    KINDS = ("ids", "rows", "gradients", "dense", "hot")
 
     def as_tensor(self) -> torch.Tensor:
         return torch.tensor(
@@ -93,6 +95,35 @@ class ShardedStore(nn.Module):
             t.rows += self._others(asked_counts) * self.dim * self.weight.element_size()
             t.seconds += time.perf_counter() - start
         return out
+
+    def read_rows(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """rows [n] global ids -> (weights [n, D], Adagrad state [n] or None) from their
+        owners (collective: every rank calls it with its own rows; not counted as training
+        traffic: a replica's pull, a Slipstream snapshot)."""
+        w = self.dist.world
+        order, counts = self._route(rows)
+        asked, asked_counts = self.dist.exchange(rows[order] // w, counts)
+        local = self.weight.index_select(0, asked)
+        adagrad = self.optimizer == "adagrad"
+        if adagrad:  # the state rides along as one more column
+            local = torch.cat([local, self.opt_state.index_select(0, asked).unsqueeze(1)], 1)
+        values, _ = self.dist.exchange(local, asked_counts)
+        out = torch.empty_like(values)
+        out[order] = values
+        if adagrad:
+            return out[:, : self.dim].contiguous(), out[:, self.dim].contiguous()
+        return out, None
+
+    def write_rows(
+        self, rows: torch.Tensor, weight: torch.Tensor, state: torch.Tensor | None
+    ) -> None:
+        """Overwrite global rows [n] with weights [n, D] (and state [n]); every rank holds
+        the same values (a replica), so each keeps the rows it owns: no communication."""
+        mine = torch.nonzero(rows % self.dist.world == self.dist.rank).squeeze(1)
+        local = rows.index_select(0, mine) // self.dist.world
+        self.weight.index_copy_(0, local, weight.index_select(0, mine))
+        if state is not None:
+            self.opt_state.index_copy_(0, local, state.index_select(0, mine))
 
     def update(self, rows: torch.Tensor, grads: torch.Tensor, upload=None) -> None:
         """Per-lookup gradients (host) to the owners, who apply the row-wise optimizer."""

@@ -10,8 +10,10 @@ take the step one process takes (to float rounding).
 
 from __future__ import annotations
 
+import time
 import warnings
 
+import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -22,20 +24,56 @@ from hotrec.distributed.group import Dist
 from hotrec.distributed.sharded import Traffic, shard_stores
 from hotrec.errors import HotrecError
 
+SCHEDULES = ("baseline", "fae", "hotline")  # what runs on several ranks
+
 
 def check_supported(cfg: RunConfig, device_name: str, d: Dist) -> None:
     """One line for what does not run on several ranks yet (before anything is written)."""
     if not d.active:
         return
     p = cfg.placement
-    if p.schedule != "baseline" or p.slipstream:
-        what = f"--schedule {p.schedule}" + (" --slipstream" if p.slipstream else "")
-        raise HotrecError(
-            f"distributed training runs the baseline schedule for now, not {what}: "
-            "use --schedule baseline (placement across ranks comes next)"
-        )
-    if device_name == "emulated":
-        raise HotrecError("distributed training runs on --device cpu or cuda, not emulated")
+    refusals = [
+        (p.schedule not in SCHEDULES, f"--schedule {p.schedule}: use {', '.join(SCHEDULES)}"),
+        (
+            p.slipstream and p.schedule == "baseline",
+            "--slipstream over the baseline: use it with --schedule fae or hotline, whose "
+            "replicated hot rows every rank checks alike",
+        ),
+        (p.slipstream and p.slipstream_mode != "skip", "slipstream mode freeze: use skip"),
+        (p.reprofile_every > 0, "re-profiling (placement.reprofile_every): set it to 0"),
+        (
+            p.schedule == "hotline" and p.lookahead > 0,
+            "hotline's look-ahead gather (--lookahead): the row exchange is collective, so it "
+            "runs inline; use --lookahead 0",
+        ),
+        (
+            p.schedule == "hotline" and p.hotline_split == "split",
+            "hotline's split micro-batches: use placement.hotline_split = 'fused'",
+        ),
+        (device_name == "emulated", "--device emulated: use cpu or cuda"),
+    ]
+    for refused, what in refusals:
+        if refused:
+            raise HotrecError(f"distributed training does not run {what}")
+
+
+def share_hot_updates(d: Dist, traffic: Traffic, device):
+    """A routed embedding's `share`: this rank's replica updates (slots [n] on the host,
+    gradients [n, D] where the replica lives) -> every rank's, concatenated in rank order.
+    The ranks hold consecutive parts of the global batch, so that is the order one process
+    sees; each replica then applies the same update (and coalesces duplicates alike)."""
+
+    def share(slots: torch.Tensor, grads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        start = time.perf_counter()
+        host = device.to_host(grads)
+        all_slots = torch.cat(d.gather_rows(slots))
+        all_grads = torch.cat(d.gather_rows(host))
+        sent = slots.numel() * slots.element_size() + host.numel() * host.element_size()
+        traffic.hot += sent * (d.world - 1)
+        traffic.seconds += time.perf_counter() - start
+        return all_slots, device.upload(all_grads)
+
+    return share
 
 
 def _sum_gradients(traffic: Traffic, bucket):

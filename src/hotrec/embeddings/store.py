@@ -131,6 +131,21 @@ class EmbeddingStore(nn.Module):
         """rows [n] global ids -> [n, D] (a copy)."""
         return self.weight.index_select(0, rows)
 
+    def read_rows(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """rows [n] global ids -> (weights [n, D], Adagrad state [n] or None), copies."""
+        state = None
+        if self.optimizer == "adagrad":
+            state = self.opt_state.index_select(0, rows)
+        return self.weight.index_select(0, rows), state
+
+    def write_rows(
+        self, rows: torch.Tensor, weight: torch.Tensor, state: torch.Tensor | None
+    ) -> None:
+        """Overwrite rows [n] with weights [n, D] and state [n] (read_rows' inverse)."""
+        self.weight.index_copy_(0, rows, weight)
+        if state is not None:
+            self.opt_state.index_copy_(0, rows, state)
+
     def update(self, rows: torch.Tensor, grads: torch.Tensor, upload=None) -> None:
         """Apply the sparse optimizer to the looked-up rows. Host store: `rows` and `grads`
         in host memory. A store in device memory: `rows` on the host, `grads` on the device,

@@ -59,9 +59,10 @@ class DeviceReplica:
     def pull(self) -> None:
         """Host rows and optimizer state -> replica."""
         up = self.device.upload
-        self.weight.copy_(up(self.store.weight.index_select(0, self.rows)))
+        weight, state = self.store.read_rows(self.rows)  # several ranks: from the owners
+        self.weight.copy_(up(weight))
         if self.state is not None:
-            self.state.copy_(up(self.store.opt_state.index_select(0, self.rows)))
+            self.state.copy_(up(state))
         self.traffic.h2d_bytes += self.nbytes
         self.traffic.syncs += 1
 
@@ -72,9 +73,7 @@ class DeviceReplica:
         if self.state is not None:
             state, ready = self._back[1].copy(self.state)
         self.device.host_wait(ready)
-        self.store.weight.index_copy_(0, self.rows, weight)
-        if state is not None:
-            self.store.opt_state.index_copy_(0, self.rows, state)
+        self.store.write_rows(self.rows, weight, state)
         self.traffic.d2h_bytes += self.nbytes
         self.traffic.syncs += 1
 
@@ -122,7 +121,9 @@ class RoutedEmbedding(nn.Module):
     In eval mode every row comes from the host store: the trainer syncs before evaluating.
     step() applies the row optimizer to every lookup since the last step, on the side
     (replica or host) that served it; `update_filter(rows, grads)` may return the positions
-    of the updates to apply (None: all).
+    of the updates to apply (None: all). On several ranks `share(slots, grads)` returns every
+    rank's replica updates (in rank order), so the replicas stay identical, and the host side
+    is updated at every step (its store is sharded: the update is collective).
     """
 
     def __init__(
@@ -146,6 +147,7 @@ class RoutedEmbedding(nn.Module):
         self.traffic = replica.traffic
         self.update_filter: Callable[[torch.Tensor, torch.Tensor], torch.Tensor | None] | None
         self.update_filter = None
+        self.share: Callable[[torch.Tensor, torch.Tensor], tuple] | None = None
         self._expected: deque[LookupPlan] = deque()
         self._pending: list[tuple[str, LookupPlan, torch.Tensor]] = []
         self._begun: tuple | None = None  # (device part, host part, event) after begin_step
@@ -286,6 +288,8 @@ class RoutedEmbedding(nn.Module):
             if event is not None:
                 self.device.host_wait(event)
         (device_part, host_part, _), self._begun = self._begun, None
+        if self.share is not None:
+            device_part, host_part = self._shared(device_part, host_part)
         if device_part is not None:
             rows, slots, grads = device_part
             slots, grads = self._filtered(rows, slots, grads)
@@ -294,6 +298,18 @@ class RoutedEmbedding(nn.Module):
             rows, grads = host_part
             rows, grads = self._filtered(rows, rows, grads)
             self.store.update(rows, grads)
+
+    def _shared(self, device_part, host_part):
+        """Several ranks: every rank's replica updates, and a host part on every rank."""
+        dim, dev = self.store.dim, self.device
+        empty_rows = torch.zeros(0, dtype=torch.int64)
+        if device_part is None:
+            device_part = (empty_rows, empty_rows, dev.zeros(0, dim))
+        slots, grads = self.share(device_part[1], device_part[2])
+        device_part = (self.replica.rows.index_select(0, slots), slots, grads)
+        if host_part is None:
+            host_part = (empty_rows, torch.zeros(0, dim))
+        return device_part, host_part
 
     def _filtered(self, rows: torch.Tensor, target: torch.Tensor, grads: torch.Tensor):
         """(target, grads) of the updates the filter keeps (all without a filter)."""

@@ -111,6 +111,22 @@ def stream_batches(index: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [index[a : a + batch_size] for a in range(0, len(index), batch_size)]
 
 
+def _by_stream(prepare: Callable[[Batch], Prepared], streams: Iterator[bool]):
+    """Several ranks: a part of a cold-stream batch may be all hot on one rank while another
+    rank's part is not; every rank runs the batch the way its stream says (the row exchanges
+    of a split step are collective). No re-profiling runs there, so a hot-stream part is all
+    hot."""
+
+    def prepared(batch: Batch) -> Prepared:
+        item, hot = prepare(batch), next(streams)
+        if item.trains_hot != hot:
+            item.trains_hot = hot
+            plan_batch(item)
+        return item
+
+    return prepared
+
+
 class FAE(Schedule):
     name = "fae"
 
@@ -130,7 +146,7 @@ class FAE(Schedule):
         self.hot_batches = stream_batches(np.flatnonzero(hot), d.batch_size)
         self.cold_batches = stream_batches(np.flatnonzero(~hot), d.batch_size)
         self.hot_inputs, self.inputs = int(hot.sum()), len(hot)
-        self.loader = IndexBatches(arrays, d.prefetch, ctx.device.name == "cuda")
+        self.loader = IndexBatches(arrays, d.prefetch, ctx.device.name == "cuda", ctx.loader.part)
         self.reprofiler = Reprofiler(ctx.placement.reprofile_every, self.hotset.capacity)
         console.print(
             f"fae: {self.hot_inputs:,} of {self.inputs:,} training inputs are hot "
@@ -142,6 +158,10 @@ class FAE(Schedule):
 
     def epoch_order(self, epoch: int) -> list[np.ndarray]:
         """Index batches of one epoch: each stream's batches permuted (seeded), then interleaved."""
+        return [rows for _, rows in self.epoch_plan(epoch)]
+
+    def epoch_plan(self, epoch: int) -> list[tuple[bool, np.ndarray]]:
+        """(is a hot-stream batch, its rows) for each batch of one epoch, in order."""
         ctx = self.ctx
         hot, cold = self.hot_batches, self.cold_batches
         if ctx.data.shuffle:
@@ -149,7 +169,7 @@ class FAE(Schedule):
             hot = [hot[i] for i in rng.permutation(len(hot))]
             cold = [cold[i] for i in rng.permutation(len(cold))]
         order = interleave(len(hot), len(cold), ctx.placement.fae_run_length)
-        return [hot[i] if is_hot else cold[i] for is_hot, i in order]
+        return [(True, hot[i]) if is_hot else (False, cold[i]) for is_hot, i in order]
 
     def hot_batches_per_epoch(self) -> int:
         return len(self.hot_batches) or self.num_batches()
@@ -160,7 +180,12 @@ class FAE(Schedule):
     def batches(
         self, epoch: int, start: int = 0, prepare: Callable[[Batch], Prepared] | None = None
     ) -> Iterator[Prepared]:
-        return self.loader.iterate(self.epoch_order(epoch)[start:], prepare or self.prepare)
+        plan = self.epoch_plan(epoch)[start:]
+        prepare = prepare or self.prepare
+        if self.ctx.dist.active:  # each rank holds a part: the stream says how all parts run
+            streams = iter([is_hot for is_hot, _ in plan])  # (the loader prepares in order)
+            prepare = _by_stream(prepare, streams)
+        return self.loader.iterate([rows for _, rows in plan], prepare)
 
     def prepare(self, batch: Batch) -> FAEPrepared:
         """Global rows, slots, whether every lookup is hot (the batch then runs on the replica

@@ -89,8 +89,9 @@ class Hotline(Schedule):
         super().attach(ctx)
         self.hotset = obtain_hotset(ctx)
         self.routed = install_routing(ctx, self.hotset)
-        ahead = ctx.placement.lookahead  # -1: auto
-        self.lookahead = ahead if ahead >= 0 else 0 if ctx.device.is_host else AUTO_LOOKAHEAD
+        ahead = ctx.placement.lookahead  # -1: auto; several ranks gather inline (collective)
+        auto = 0 if ctx.device.is_host or ctx.dist.active else AUTO_LOOKAHEAD
+        self.lookahead = ahead if ahead >= 0 else auto
         self.store = self.routed.store
         self.seq = 0
         # seq of each host row's last write; inline (lookahead 0) nothing is gathered ahead
@@ -100,7 +101,9 @@ class Hotline(Schedule):
         self.popular_samples = self.samples = self.patched_rows = 0
         self.reprofiler = Reprofiler(ctx.placement.reprofile_every, self.hotset.capacity)
         split = ctx.placement.hotline_split
-        self.fused = split == "fused" or (split == "auto" and ctx.device.is_host)
+        self.fused = split == "fused" or (
+            split == "auto" and (ctx.device.is_host or ctx.dist.active)
+        )
 
     def batches(
         self, epoch: int, start: int = 0, prepare: Callable[[Batch], Prepared] | None = None
@@ -190,9 +193,11 @@ class Hotline(Schedule):
         return self.routed.traffic.h2d_bytes, self.routed.traffic.d2h_bytes
 
     def stats(self) -> dict:
+        """Traffic of this rank; the popular share over every rank's samples."""
+        popular, samples = self.ctx.dist.all_sum(torch.tensor([self.popular_samples, self.samples]))
         return placement_stats(
             self,
-            self.popular_samples / max(self.samples, 1),
+            int(popular) / max(int(samples), 1),
             patched_rows=self.patched_rows,
             lookahead=self.lookahead,
             micro_batches="fused" if self.fused else "split",

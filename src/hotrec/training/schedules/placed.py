@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from hotrec.data.loader import jagged_ids
+from hotrec.distributed.training import share_hot_updates
 from hotrec.embeddings.parts import numpy_bag_keys, numpy_keys, set_row_part
 from hotrec.errors import HotrecError
 from hotrec.placement.hot_cold import DeviceReplica, RoutedEmbedding
@@ -64,6 +65,8 @@ def install_routing(ctx: StepContext, hotset: HotSet) -> RoutedEmbedding:
     routed = RoutedEmbedding(
         old.store, old.offsets, replica, slot_map, ctx.device, old.keys, old.mean_tables
     )
+    if ctx.dist.active:  # the replicas stay identical: every rank applies every rank's updates
+        routed.share = share_hot_updates(ctx.dist, old.store.traffic, ctx.device)
     set_row_part(ctx.model, routed)
     return routed
 

@@ -92,9 +92,14 @@ class Slipstream(Schedule):
         if self.fitted and self.mode == "skip":
             trained = self._drop_skippable(item, hot_inputs)
         self.position += 1
+        everyone = None
+        if self.fitted and self.mode == "skip" and self.ctx.dist.active:
+            trained, everyone = self._across_ranks(item, trained)
         if trained is None:
             return StepResult.nothing_trained(size)
         result = self.base.step(trained)
+        if everyone is not None:  # the trainer counts the global batch, skipped inputs too
+            self.ctx.global_samples = everyone
         if item.trains_hot:
             self.hot_seen += 1
             if self.hot_seen == self.end and self.before is not None and not self.fitted:
@@ -104,8 +109,12 @@ class Slipstream(Schedule):
         return dataclasses.replace(result, skipped=size - len(trained))
 
     def _hot_rows_now(self) -> torch.Tensor:
-        """Current values of the watched rows [N, D]: the store made current first, so a
-        replica being ahead or behind does not matter."""
+        """Current values of the watched rows [N, D]: the base's replica when it has one (it
+        holds exactly the watched rows, and on several ranks it is the same on every rank),
+        else the store made current first."""
+        routed = getattr(self.base, "routed", None)
+        if routed is not None:
+            return self.ctx.device.to_host(routed.replica.weight).clone()
         self.base.sync()
         store, home = self.ctx.store, getattr(self.ctx.rows, "home", None)
         if home is None:  # the store is in host memory
@@ -126,6 +135,19 @@ class Slipstream(Schedule):
         if skip.all():
             return None
         return item.select(~skip)  # a copy: the loop still counts the whole batch as consumed
+
+    def _across_ranks(self, item: Prepared, trained: Prepared | None):
+        """Several ranks: each skipped its own inputs; a step runs when any rank trains one
+        (a rank with none left steps on an empty part, so the collectives meet). (trained
+        or None, the global batch's inputs)."""
+        left = 0 if trained is None else len(trained)
+        counts = self.ctx.dist.all_sum(torch.tensor([left, len(item)]))
+        self.ctx.global_samples = int(counts[1])
+        if int(counts[0]) == 0:
+            return None, int(counts[1])
+        if trained is None:
+            trained = item.select(torch.zeros(len(item), dtype=torch.bool))
+        return trained, int(counts[1])
 
     def _fit(self) -> None:
         after = self._hot_rows_now()
@@ -229,12 +251,20 @@ class Slipstream(Schedule):
         return round(self.skipped * busy / max(self.consumed - self.skipped, 1), 2)
 
     def stats(self) -> dict:
+        """Counts over every rank (each skips inputs of its own part); time on this rank."""
+        base = self.base.stats()
+        d = self.ctx.dist
+        skipped, seen_hot = (int(x) for x in d.all_sum(torch.tensor([self.skipped, self.seen_hot])))
+        epochs = [dict(r) for r in self.epochs]
+        for record in epochs:
+            counts = torch.tensor([record["skipped"], record["hot_inputs_after_fit"]])
+            record["skipped"], record["hot_inputs_after_fit"] = (int(x) for x in d.all_sum(counts))
         return {
-            **self.base.stats(),
+            **base,
             "schedule": self.name,
             "threshold": self.epochs[-1]["threshold"] if self.epochs else None,
-            "skipped_inputs": self.skipped,
-            "skipped_share_of_hot": round(self.skipped / max(self.seen_hot, 1), 4),
+            "skipped_inputs": skipped,
+            "skipped_share_of_hot": round(skipped / max(seen_hot, 1), 4),
             "est_time_saved_s": self._time_saved(),
-            "slipstream_epochs": self.epochs,
+            "slipstream_epochs": epochs,
         }
