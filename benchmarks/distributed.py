@@ -1,8 +1,9 @@
 """Distributed training on this machine, and a scaling model for W machines.
 
 Measured: one process (`hotrec train`) against two ranks (`hotrec train --nproc 2`) on the
-synthetic criteo-kaggle profile with the criteo-kaggle preset, interleaved for --rounds
-rounds: samples/s, val AUC, and the bytes each rank sends per step by kind (result.json's
+synthetic criteo-kaggle profile with the criteo-kaggle preset, under the baseline schedule
+and under fae with a hot-row replica (--hot-budget), interleaved for --rounds rounds:
+samples/s, val AUC, and the bytes each rank sends per step by kind (result.json's
 `distributed` section). The two ranks share this machine's cores, so the speed is a
 correctness-and-overhead figure, not a speed-up.
 
@@ -14,9 +15,10 @@ bandwidths (25, 100, 400 Gb/s) for the Kaggle and Terabyte presets' shapes:
   ids               2 c * 8 bytes                      (to the owners for the gather and the update)
   rows, gradients   c * D * 4 bytes each
   dense all-reduce  2 (W - 1) / W * P                  (ring all-reduce of the P gradient bytes)
-  hot replica (fae/hotline across ranks, the next step): lookups of hot rows (share h, from
-  the popularity profile under the hot budget) leave the exchange, and the hot rows a global
-  batch touches (U, counted on the training split) are all-reduced: 2 (W - 1) / W * U * D * 4
+  hot replica (fae/hotline across ranks): lookups of hot rows (share h, from the popularity
+  profile under the hot budget) leave the exchange; each rank sends its hot lookups' (slot,
+  gradient) to every other rank, so that every replica sums them in one process's order:
+  (W - 1) * (B / W) * K * h * (8 + D * 4)
   step time        = compute(B / W) + bytes / bandwidth + collectives * latency
 
 compute(n) is this machine's measured one-process time per sample times n (perfect
@@ -37,7 +39,7 @@ import numpy as np
 
 from common import command_line, kaggle_like_dataset, machine, rate_summary, save, training_args
 
-KINDS = ("ids", "rows", "gradients", "dense")
+KINDS = ("ids", "rows", "gradients", "dense", "hot")
 WORLDS = (2, 4, 8, 16, 32, 64)
 LATENCY_S = 10e-6  # per collective
 COLLECTIVES = 8  # per step: 2 count + 2 data exchanges for the gather, the same for the update
@@ -54,12 +56,14 @@ def hotrec(args: list[str], cwd: Path) -> None:
 
 def measure(args: argparse.Namespace, data: Path) -> dict:
     """One process against two ranks, interleaved; medians with min-max."""
-    variants = {"1 process": [], "2 ranks": []}
+    variants = {"1 process": [], "2 ranks": [], "1 process fae": [], "2 ranks fae": []}
     for r in range(args.rounds):
         order = list(variants) if r % 2 == 0 else list(variants)[::-1]
         for v in order:
             run_dir = args.workdir / f"run-dist-{v.replace(' ', '-')}"
-            extra = ["--nproc", "2"] if v == "2 ranks" else []
+            extra = ["--nproc", "2"] if v.startswith("2 ranks") else []
+            if v.endswith("fae"):
+                extra += ["--schedule", "fae", "--hot-budget", args.hot_budget]
             hotrec(["train", "--data", str(data), "--preset", args.preset, "--run-dir",
                     str(run_dir), "--overwrite", "--set", "train.checkpoint_every=0",
                     *extra], cwd=Path.cwd())  # fmt: skip
@@ -96,7 +100,8 @@ def preset_shape(preset: str, schema) -> dict:
 
 def hot_profile(ds, prof, budget: str, dim: int, batch: int) -> dict:
     """Hot lookup share h under the budget (rows of `dim`) and hot rows U touched per global
-    batch, from one popularity profile `prof` of the dataset `ds`."""
+    batch (what summing per row before sending would send), from one popularity profile
+    `prof` of the dataset `ds`."""
     from hotrec.placement.hotset import HotSet
     from hotrec.placement.popularity import parse_bytes
 
@@ -121,7 +126,7 @@ def bytes_per_step(shape: dict, world: int, hot: dict | None = None) -> dict:
     out = {"ids": 2 * crossing * 8, "rows": crossing * d * 4, "gradients": crossing * d * 4,
            "dense": 2 * (w - 1) / w * shape["dense_bytes"]}  # fmt: skip
     if hot:
-        out["hot_replica"] = 2 * (w - 1) / w * hot["hot_rows_per_batch"] * d * 4
+        out["hot"] = (w - 1) * b / w * k * hot["lookup_share"] * (8 + d * 4)
     return {k: round(v) for k, v in out.items()}
 
 
@@ -153,19 +158,24 @@ def run(args: argparse.Namespace) -> dict:
     per_sample = compute / one["samples"]
     kaggle = preset_shape("criteo-kaggle", schema)
     terabyte = preset_shape("criteo-terabyte", schema)
-    check = {}
-    two = measured["2 ranks"].get("distributed", {}).get("bytes_per_step", {})
-    predicted = bytes_per_step(kaggle, 2)
-    for kind in KINDS:
-        check[kind] = {"measured": two.get(kind), "model": predicted[kind],
-                       "ratio": round(two[kind] / predicted[kind], 3) if two.get(kind) else None}  # fmt: skip
     from hotrec.placement.popularity import PopularityProfiler
 
     ds = open_dataset(data)
     prof = PopularityProfiler(0.05, 0).fit(ds.split("train").sparse, schema.table_rows)
+    hots = {s["preset"]: hot_profile(ds, prof, args.hot_budget, s["dim"], s["batch"])
+            for s in (kaggle, terabyte)}  # fmt: skip
+    check = {}
+    for variant, hot in (("2 ranks", None), ("2 ranks fae", hots[kaggle["preset"]])):
+        two = measured[variant].get("distributed", {}).get("bytes_per_step", {})
+        predicted = bytes_per_step(kaggle, 2, hot)
+        check[variant] = {
+            kind: {"measured": two.get(kind), "model": predicted.get(kind, 0),
+                   "ratio": round(two[kind] / predicted[kind], 3) if two.get(kind) else None}
+            for kind in KINDS
+        }  # fmt: skip
     models = {}
     for shape in (kaggle, terabyte):
-        hot = hot_profile(ds, prof, args.hot_budget, shape["dim"], shape["batch"])
+        hot = hots[shape["preset"]]
         scale = kaggle["dense_bytes"] and shape["dense_bytes"] / kaggle["dense_bytes"]
         ps = per_sample * max(1.0, scale)  # a larger network: compute scaled by its weights
         models[shape["preset"]] = {"shape": shape, "hot": hot, "compute_per_sample_s": ps,
@@ -191,8 +201,8 @@ def run(args: argparse.Namespace) -> dict:
             "network": "full-duplex links at the stated bandwidth, no overlap with compute, "
             f"{LATENCY_S * 1e6:.0f} us per collective, {COLLECTIVES} collectives per step",
             "rows": "ids spread evenly over ranks (row r on rank r mod W)",
-            "hot_replica": "fae/hotline across ranks as the next step builds it: hot lookups "
-            "stay local, the touched hot rows' gradients are all-reduced",
+            "hot_replica": "fae/hotline across ranks: hot lookups stay local; each rank sends "
+            "its hot lookups' slot and gradient to every other rank (one process's order)",
             "data": "the hot share and touched hot rows come from the synthetic Kaggle "
             "profile for both presets (no Terabyte data here)",
         },

@@ -37,7 +37,11 @@ def hotrec(*args, cwd: Path, timeout: float = 240) -> subprocess.CompletedProces
 
 
 def model(run: Path) -> dict:
-    return torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+    """The run's model state, read as `hotrec eval` reads it (shards of several ranks made
+    whole)."""
+    from hotrec.training.checkpoint import load_checkpoint
+
+    return load_checkpoint(run / "checkpoint.pt")["model"]
 
 
 def assert_close(a: dict, b: dict, atol: float = 1e-6) -> None:

@@ -55,6 +55,8 @@ class Dist:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """All-to-all of host rows: `send` [n, ...] grouped by destination rank, counts [W]
         rows for each -> (received rows grouped by source rank, counts [W] from each)."""
+        if not self.active:
+            return send, counts
         received = torch.empty_like(counts)
         dist.all_to_all_single(received, counts, group=self.host_group)
         out = send.new_empty((int(received.sum()), *send.shape[1:]))
@@ -65,6 +67,8 @@ class Dist:
 
     def gather_rows(self, local: torch.Tensor) -> list[torch.Tensor]:
         """Every rank's host tensor [n_r, ...] (n_r may differ), in rank order."""
+        if not self.active:
+            return [local]
         n = torch.tensor([local.shape[0]])
         sizes = [torch.zeros_like(n) for _ in range(self.world)]
         dist.all_gather(sizes, n, group=self.host_group)
@@ -86,6 +90,11 @@ SINGLE = Dist()
 def env_rank() -> int:
     """This process's rank as torchrun set it (0 outside torchrun), before joining a group."""
     return int(os.environ.get("RANK", "0"))
+
+
+def env_part() -> tuple[int, int]:
+    """(rank, world size) as torchrun set them ((0, 1) outside torchrun)."""
+    return env_rank(), int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def launched() -> bool:

@@ -11,9 +11,9 @@ It keeps the store's contract (`gather(rows)`, `update(rows, grads)`), so the ro
 Each rank sends its lookups in its batch order and the ranks hold consecutive parts of the
 global batch, so an owner receives its rows' gradients in the global batch's order: the
 update one process would make (SGD and row-wise Adagrad alike; float sums may round
-differently in the last bit). Checkpoints hold the whole store (`full_state` gathers the
-shards; `shard_state` takes this rank's rows back), so a checkpoint of W ranks is the
-checkpoint of one process and resumes with any world size.
+differently in the last bit). Checkpoints keep each rank's rows as its own shard
+(distributed/checkpoints.py); `shard_state` cuts a whole store, so a run resumes with any
+world size.
 """
 
 from __future__ import annotations
@@ -138,16 +138,6 @@ class ShardedStore(nn.Module):
         with self.lock:
             apply_rows(self.weight, state, mine, summed, self.optimizer, self.lr, self.eps)
 
-    def full(self, name: str) -> torch.Tensor:
-        """The whole `weight` or `opt_state` of every rank, in global row order (collective)."""
-        parts = self.dist.gather_rows(getattr(self, name))
-        if name == "opt_state" and self.optimizer != "adagrad":
-            return torch.zeros(0)
-        out = parts[0].new_empty((self.total_rows, *parts[0].shape[1:]))
-        for r, part in enumerate(parts):
-            out[r :: self.dist.world] = part
-        return out
-
     def nbytes(self) -> int:
         return self.weight.numel() * self.weight.element_size() + self.opt_state.numel() * 4
 
@@ -164,26 +154,26 @@ def shard_stores(model: nn.Module, dist: Dist, traffic: Traffic) -> list[str]:
     return names
 
 
-def _stores(model: nn.Module) -> dict[str, ShardedStore]:
+def stores(model: nn.Module) -> dict[str, ShardedStore]:
     return {n: m for n, m in model.named_modules() if isinstance(m, ShardedStore)}
 
 
-def full_state(model: nn.Module, state: dict) -> dict:
-    """A state_dict of `model` with every sharded store's tensors made whole (collective:
-    every rank calls it; the result is the state one process would hold)."""
-    out = dict(state)
-    for name, store in _stores(model).items():
-        for key in ("weight", "opt_state"):
-            out[f"{name}.{key}"] = store.full(key)
-    return out
+def without_stores(model: nn.Module, state: dict) -> dict:
+    """A state_dict of `model` without its sharded stores' tensors (saved as shards)."""
+    names = {f"{n}.{key}" for n in stores(model) for key in ("weight", "opt_state")}
+    return {k: v for k, v in state.items() if k not in names}
 
 
 def shard_state(model: nn.Module, state: dict) -> dict:
-    """A whole state_dict (a checkpoint's) cut to this rank's rows of every sharded store."""
+    """A checkpoint's state_dict with every sharded store cut to this rank's rows: a whole
+    store (of one process, or read from the shards of another world size) is cut; this
+    rank's own part (shards of the same world size) is taken as it is."""
     out = dict(state)
-    for name, store in _stores(model).items():
+    for name, store in stores(model).items():
         d = store.dist
         for key in ("weight", "opt_state"):
             full = state[f"{name}.{key}"]
-            out[f"{name}.{key}"] = full[d.rank :: d.world] if full.numel() else full
+            if full.numel() and full.shape[0] == store.total_rows:
+                full = full[d.rank :: d.world]
+            out[f"{name}.{key}"] = full
     return out

@@ -61,7 +61,10 @@ def share_hot_updates(d: Dist, traffic: Traffic, device):
     """A routed embedding's `share`: this rank's replica updates (slots [n] on the host,
     gradients [n, D] where the replica lives) -> every rank's, concatenated in rank order.
     The ranks hold consecutive parts of the global batch, so that is the order one process
-    sees; each replica then applies the same update (and coalesces duplicates alike)."""
+    sees, and each replica sums every row's gradients in one process's order. Not summed
+    per row before sending: that changes the order of the sums, and row-wise Adagrad turns
+    the rounding of popular rows whose gradients nearly cancel into visible drift (val AUC
+    1e-3 apart after one Kaggle epoch, where the exact order agrees with one process)."""
 
     def share(slots: torch.Tensor, grads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         start = time.perf_counter()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from hotrec.distributed.checkpoints import read_shards
 from hotrec.errors import HotrecError
 from hotrec.fileio import atomic_write
 from hotrec.integrity import load_tensors, non_finite_entry, structure_digest
@@ -25,8 +26,11 @@ def save_checkpoint(path: Path, state: dict) -> None:
         torch.save(body, f)
 
 
-def load_checkpoint(path: Path) -> dict:
-    """The checkpoint's state; one line naming the file when it is damaged or not ours."""
+def load_checkpoint(path: Path, part: tuple[int, int] = (0, 1)) -> dict:
+    """The checkpoint's state; one line naming the file when it is damaged or not ours.
+
+    A checkpoint of several ranks names its store shards: with `part` = (rank, world) of the
+    same world size only that rank's rows are read, else the whole stores."""
     body = load_tensors(path, "checkpoint")
     if not isinstance(body, dict) or DIGEST_KEY not in body:
         raise HotrecError(f"{path} is not a hotrec checkpoint (no checksum in it)")
@@ -39,6 +43,9 @@ def load_checkpoint(path: Path) -> dict:
     for key in ("model", "state"):
         if not isinstance(body.get(key), dict):
             raise HotrecError(f"{path} is not a hotrec checkpoint (no {key!r} section)")
+    shards = body.pop("shards", None)
+    if shards is not None:
+        body["model"].update(read_shards(Path(path), shards, part))
     bad = non_finite_entry({"model": body["model"], "optimizer": body.get("dense_optimizer")})
     if bad:
         raise HotrecError(f"{path}: tensor {bad} holds NaN or infinite values; not usable")

@@ -4,10 +4,13 @@ one from its config and checkpoint."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from hotrec.config import RunConfig, config_from_dict
 from hotrec.data.format import open_dataset
+from hotrec.distributed.checkpoints import shard_root
+from hotrec.distributed.group import env_part
 from hotrec.errors import HotrecError
 from hotrec.fileio import write_json_atomic
 from hotrec.training import runlog
@@ -29,6 +32,7 @@ def start_run(cfg: RunConfig, run_dir: Path, overwrite: bool = False) -> Trainer
         run_dir.mkdir(parents=True, exist_ok=True)
         for name in (runlog.CHECKPOINT, runlog.BEST, runlog.RESULT, runlog.METRICS):
             (run_dir / name).unlink(missing_ok=True)
+            shutil.rmtree(shard_root(run_dir / name), ignore_errors=True)
         write_json_atomic(run_dir / runlog.CONFIG, cfg.to_dict())
     trainer.dist.barrier()
     return trainer
@@ -70,7 +74,7 @@ def resume_run(
         raw.setdefault(section, {}).update(values)
     cfg = config_from_dict(raw)
     check_schedule(cfg.placement)
-    ckpt = load_checkpoint(run_dir / checkpoint)
+    ckpt = load_checkpoint(run_dir / checkpoint, env_part())  # several ranks: each its own rows
     if ckpt["state"]["batch"]:
         _check_same_order(saved, cfg)
     trainer = Trainer(cfg, run_dir)

@@ -13,8 +13,9 @@ from hotrec.config import RunConfig
 from hotrec.data.format import SPLITS, Dataset, open_dataset
 from hotrec.data.loader import BatchLoader, make_batch
 from hotrec.device import make_device, set_deterministic
+from hotrec.distributed.checkpoints import remove_older_shards, save_shards
 from hotrec.distributed.group import from_env
-from hotrec.distributed.sharded import Traffic, full_state, shard_state
+from hotrec.distributed.sharded import Traffic, shard_state, without_stores
 from hotrec.distributed.training import check_supported, distribute, traffic_report
 from hotrec.embeddings.describe import describe, lookup_ms
 from hotrec.errors import HotrecError
@@ -125,19 +126,26 @@ class Trainer:
         dev = self.device
         model = dev.state_to_host(self.model.state_dict())
         return {
-            "model": full_state(self.model, model) if self.dist.active else model,
+            "model": without_stores(self.model, model) if self.dist.active else model,
             "dense_optimizer": dev.state_to_host(self.dense_opt.state_dict()),
             "state": asdict(self.state),
             "config": self.cfg.to_dict(),
         }
 
     def save(self, name: str = runlog.CHECKPOINT) -> None:
-        """Every rank calls it (the store's shards are gathered); the first one writes."""
+        """Every rank calls it. Several ranks: each writes its rows of the stores as a shard,
+        then the first one writes the checkpoint file naming them (the file comes last, so
+        it never names a partial set) and removes the shards it replaced."""
         self.schedule.sync()
+        path = self.run_dir / name
         with self.timer.section("checkpoint"):
             state = self.checkpoint_state()
+            if self.dist.active:
+                state["shards"] = save_shards(path, self.model, self.dist)
             if self.dist.main:
-                save_checkpoint(self.run_dir / name, state)
+                save_checkpoint(path, state)
+                if self.dist.active:
+                    remove_older_shards(path, state["shards"])
         self.dist.barrier()  # the file is complete before any rank reads it
 
     def load_model(self, state: dict) -> None:
@@ -295,7 +303,7 @@ class Trainer:
             self.save(runlog.BEST)
             self.save()  # checkpoint.pt too: a resumed run must know the final model is best
             return None
-        self.load_model(load_checkpoint(best)["model"])
+        self.load_model(load_checkpoint(best, self.part)["model"])
         self.schedule.reload()
         out = {"step": st.best_step}
         for split in ("val", "test"):
