@@ -75,6 +75,8 @@ class TrainConfig:
     deterministic: bool = False  # deterministic kernels only (torch's setting + cuBLAS workspace)
     dist_backend: str = "auto"  # several ranks: auto (gloo on the CPU, nccl on a GPU) | gloo | nccl
     dist_timeout_s: float = 300.0  # several ranks: a collective waiting longer fails the run
+    dist_sharding: str = "rows"  # several ranks: rows (row r on rank r mod W) | tables (whole
+    # tables on ranks, for many small tables)
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,7 @@ CHOICES = {
     "optim.dense": ("sgd", "adagrad", "adam"),
     "train.device": ("auto", "cpu", "cuda", "emulated"),
     "train.dist_backend": ("auto", "gloo", "nccl"),
+    "train.dist_sharding": ("rows", "tables"),
     "train.precision": ("fp32", "bf16"),
     "placement.slipstream_mode": ("skip", "freeze"),
     "placement.hotline_split": ("auto", "split", "fused"),

@@ -77,6 +77,18 @@ def test_two_ranks_train_as_one_process(tmp_path, data, one_process, sparse, den
     assert abs(json.loads(ev.stdout.strip().splitlines()[-1])["auc"] - r2["test"]["auc"]) < 1e-6
 
 
+def test_whole_tables_on_ranks_train_as_one_process(tmp_path, data, one_process):
+    """--dist-sharding tables: table C3 (200 rows) on rank 0, the others on rank 1; the
+    checkpoint's shards are put back by the same layout."""
+    opts = [*COMMON, "--set", "optim.sparse='sgd'", "--set", "optim.dense='sgd'"]
+    two = hotrec("train", "--data", data, "--run-dir", "tables", "--nproc", "2",
+                 "--dist-sharding", "tables", *opts, cwd=tmp_path)  # fmt: skip
+    assert two.returncode == 0, two.stderr
+    assert_close(model(one_process("sgd", "sgd")), model(tmp_path / "tables"))
+    raw = torch.load(tmp_path / "tables" / "checkpoint.pt", weights_only=True)
+    assert raw["shards"]["stores"]["embeddings.store"]["layout"] == "tables"
+
+
 def test_negative_control_averaged_gradients_differ(tmp_path, data, one_process):
     """DDP's default (the mean over ranks) halves every dense gradient: it must not pass."""
     (tmp_path / "one").symlink_to(one_process("sgd", "sgd"))

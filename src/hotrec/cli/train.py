@@ -32,6 +32,7 @@ SHORTCUTS = {
     "precision": "train.precision",
     "deterministic": "train.deterministic",
     "dist_backend": "train.dist_backend",
+    "dist_sharding": "train.dist_sharding",
     "schedule": "placement.schedule",
     "hot_budget": "placement.hot_budget",
     "hotset": "placement.hotset",
@@ -89,6 +90,13 @@ def add_parser(sub) -> None:
         "--dist-backend",
         choices=("auto", "gloo", "nccl"),
         help="collective backend (auto: nccl with --device cuda, else gloo)",
+    )
+    d.add_argument(
+        "--dist-sharding",
+        choices=("rows", "tables"),
+        help="where embedding rows live on the ranks: rows (default: row r on rank r mod N, "
+        "every table spread evenly) or tables (whole tables on ranks, largest first: for many "
+        "small tables; one large table stays on one rank)",
     )
     add_shortcuts(p)
     add_set_option(p)

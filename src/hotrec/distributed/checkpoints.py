@@ -7,8 +7,8 @@ shards are written keeps its previous checkpoint, and older directories are remo
 after the new file is in place.
 
 A resume with the same world size reads only each rank's own part; with another world size,
-or in one process (`hotrec eval`, artifact export), the parts are read and interleaved into
-the whole store (row r of W ranks' layout is local row r // W of rank r mod W).
+or in one process (`hotrec eval`, artifact export), the parts are read and put back into
+the whole store where the saving run's layout (recorded in the manifest) says.
 
 Reading is restricted: DCP's stock reader unpickles its metadata file and loads non-tensor
 entries with the unrestricted torch unpickler, so a crafted directory could run code.
@@ -31,6 +31,7 @@ from torch.distributed.checkpoint.metadata import Metadata, StorageMeta
 from torch.distributed.checkpoint.planner import LoadItemType
 
 from hotrec.distributed.group import Dist
+from hotrec.distributed.layout import make_layout
 from hotrec.distributed.sharded import stores
 from hotrec.errors import HotrecError
 from hotrec.integrity import structure_digest
@@ -127,6 +128,8 @@ def save_shards(path: Path, model, d: Dist) -> dict:
             local[_key(name, tensor, d.rank)] = value
         layout[name] = {
             "rows": store.total_rows,
+            "table_rows": store.table_rows,
+            "layout": store.layout.name,
             "dim": store.dim,
             "adagrad": store.optimizer == "adagrad",
         }
@@ -159,10 +162,14 @@ def read_shards(path: Path, manifest: dict, part: tuple[int, int] = (0, 1)) -> d
     world = int(manifest["world"])
     ranks = [part[0]] if part[1] == world else list(range(world))
     parts: dict[int, dict[str, torch.Tensor]] = {}
+    layouts = {
+        name: make_layout(s.get("layout", "rows"), s.get("table_rows", [s["rows"]]), world)
+        for name, s in manifest["stores"].items()
+    }
     for r in ranks:
         parts[r] = {}
         for name, s in manifest["stores"].items():
-            n = len(range(r, int(s["rows"]), world))
+            n = layouts[name].count(r)
             parts[r][_key(name, "weight", r)] = torch.empty(n, int(s["dim"]))
             if s["adagrad"]:
                 parts[r][_key(name, "opt_state", r)] = torch.empty(n)
@@ -193,6 +200,6 @@ def read_shards(path: Path, manifest: dict, part: tuple[int, int] = (0, 1)) -> d
                 first = parts[0][_key(name, tensor, 0)]
                 whole = first.new_empty((int(s["rows"]), *first.shape[1:]))
                 for r in ranks:
-                    whole[r::world] = parts[r][_key(name, tensor, r)]
+                    layouts[name].place(whole, r, parts[r][_key(name, tensor, r)])
                 out[f"{name}.{tensor}"] = whole
     return out

@@ -1,5 +1,6 @@
-"""The row-sharded embedding store: global row r of the fused store lives on rank r mod W, at
-local row r // W, with its optimizer state.
+"""The sharded embedding store: each global row of the fused store lives on one rank, with its
+optimizer state, where the layout says (distributed/layout.py: row r on rank r mod W by
+default, or whole tables on ranks).
 
 It keeps the store's contract (`gather(rows)`, `update(rows, grads)`), so the row parts
 (TableEmbedding, and through it qr and the hybrid's table part) work unchanged:
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 
 from hotrec.distributed.group import Dist
+from hotrec.distributed.layout import make_layout
 from hotrec.embeddings.store import EmbeddingStore, apply_rows
 
 
@@ -56,15 +58,23 @@ class ShardedStore(nn.Module):
     """This rank's rows (weight [n_local, D], opt_state [n_local] for Adagrad) of a fused
     store of `table_rows`; gather/update exchange ids, rows and gradients with the owners."""
 
-    def __init__(self, full: EmbeddingStore, dist: Dist, traffic: Traffic | None = None) -> None:
+    def __init__(
+        self,
+        full: EmbeddingStore,
+        dist: Dist,
+        traffic: Traffic | None = None,
+        layout: str = "rows",
+    ) -> None:
         super().__init__()
         self.table_rows = list(full.table_rows)
         self.dim, self.optimizer, self.lr, self.eps = full.dim, full.optimizer, full.lr, full.eps
         self.dist = dist
         self.total_rows = full.num_rows
-        self.register_buffer("weight", full.weight[dist.rank :: dist.world].clone())
-        state = full.opt_state[dist.rank :: dist.world] if full.optimizer == "adagrad" else None
-        self.register_buffer("opt_state", state.clone() if state is not None else torch.zeros(0))
+        self.layout = make_layout(layout, self.table_rows, dist.world)
+        self.register_buffer("weight", self.layout.take(full.weight, dist.rank))
+        adagrad = full.optimizer == "adagrad"
+        state = self.layout.take(full.opt_state, dist.rank) if adagrad else torch.zeros(0)
+        self.register_buffer("opt_state", state)
         self.lock = threading.Lock()
         self.traffic = traffic or Traffic()
 
@@ -74,7 +84,7 @@ class ShardedStore(nn.Module):
 
     def _route(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(positions of `rows` grouped by owner, in order within each; counts [W])."""
-        owner = rows % self.dist.world
+        owner = self.layout.owner(rows)
         order = torch.argsort(owner, stable=True)
         return order, torch.bincount(owner, minlength=self.dist.world)
 
@@ -84,9 +94,9 @@ class ShardedStore(nn.Module):
 
     def gather(self, rows: torch.Tensor) -> torch.Tensor:
         """Global rows [n] (host) -> their values [n, D], wherever they live."""
-        w, t, start = self.dist.world, self.traffic, time.perf_counter()
+        t, start = self.traffic, time.perf_counter()
         order, counts = self._route(rows)
-        asked, asked_counts = self.dist.exchange(rows[order] // w, counts)  # my rows, by asker
+        asked, asked_counts = self.dist.exchange(self.layout.local(rows[order]), counts)
         values, _ = self.dist.exchange(self.weight.index_select(0, asked), asked_counts)
         out = torch.empty_like(values)
         out[order] = values  # back in the order of `rows`
@@ -100,9 +110,8 @@ class ShardedStore(nn.Module):
         """rows [n] global ids -> (weights [n, D], Adagrad state [n] or None) from their
         owners (collective: every rank calls it with its own rows; not counted as training
         traffic: a replica's pull, a Slipstream snapshot)."""
-        w = self.dist.world
         order, counts = self._route(rows)
-        asked, asked_counts = self.dist.exchange(rows[order] // w, counts)
+        asked, asked_counts = self.dist.exchange(self.layout.local(rows[order]), counts)
         local = self.weight.index_select(0, asked)
         adagrad = self.optimizer == "adagrad"
         if adagrad:  # the state rides along as one more column
@@ -119,17 +128,17 @@ class ShardedStore(nn.Module):
     ) -> None:
         """Overwrite global rows [n] with weights [n, D] (and state [n]); every rank holds
         the same values (a replica), so each keeps the rows it owns: no communication."""
-        mine = torch.nonzero(rows % self.dist.world == self.dist.rank).squeeze(1)
-        local = rows.index_select(0, mine) // self.dist.world
+        mine = torch.nonzero(self.layout.owner(rows) == self.dist.rank).squeeze(1)
+        local = self.layout.local(rows.index_select(0, mine))
         self.weight.index_copy_(0, local, weight.index_select(0, mine))
         if state is not None:
             self.opt_state.index_copy_(0, local, state.index_select(0, mine))
 
     def update(self, rows: torch.Tensor, grads: torch.Tensor, upload=None) -> None:
         """Per-lookup gradients (host) to the owners, who apply the row-wise optimizer."""
-        w, t, start = self.dist.world, self.traffic, time.perf_counter()
+        t, start = self.traffic, time.perf_counter()
         order, counts = self._route(rows)
-        mine, _ = self.dist.exchange(rows[order] // w, counts)
+        mine, _ = self.dist.exchange(self.layout.local(rows[order]), counts)
         summed, _ = self.dist.exchange(grads[order], counts)
         t.ids += self._others(counts) * rows.element_size()
         t.gradients += self._others(counts) * self.dim * grads.element_size()
@@ -142,14 +151,14 @@ class ShardedStore(nn.Module):
         return self.weight.numel() * self.weight.element_size() + self.opt_state.numel() * 4
 
 
-def shard_stores(model: nn.Module, dist: Dist, traffic: Traffic) -> list[str]:
-    """Replace every EmbeddingStore of `model` by this rank's ShardedStore (counting into
-    `traffic`); their names."""
+def shard_stores(model: nn.Module, dist: Dist, traffic: Traffic, layout: str = "rows") -> list[str]:
+    """Replace every EmbeddingStore of `model` by this rank's ShardedStore in `layout`
+    (counting into `traffic`); their names."""
     names = []
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, EmbeddingStore):
-                setattr(module, child_name, ShardedStore(child, dist, traffic))
+                setattr(module, child_name, ShardedStore(child, dist, traffic, layout))
                 names.append(f"{name}.{child_name}" if name else child_name)
     return names
 
@@ -174,6 +183,6 @@ def shard_state(model: nn.Module, state: dict) -> dict:
         for key in ("weight", "opt_state"):
             full = state[f"{name}.{key}"]
             if full.numel() and full.shape[0] == store.total_rows:
-                full = full[d.rank :: d.world]
+                full = store.layout.take(full, d.rank)
             out[f"{name}.{key}"] = full
     return out

@@ -87,11 +87,13 @@ def _sum_gradients(traffic: Traffic, bucket):
     return work.get_future().then(lambda fut: fut.value()[0])
 
 
-def distribute(model: nn.Module, device_name: str, d: Dist, traffic: Traffic) -> nn.Module:
+def distribute(
+    model: nn.Module, device_name: str, d: Dist, traffic: Traffic, layout: str = "rows"
+) -> nn.Module:
     """Shard the model's embedding stores over the ranks and wrap it in DDP; the wrapper is
     what the step calls (the model itself keeps its plain state_dict). Bytes sent to other
     ranks are counted into `traffic`."""
-    shard_stores(model, d, traffic)
+    shard_stores(model, d, traffic, layout)
     ids = [current_gpu()] if device_name == "cuda" else None
     with warnings.catch_warnings():  # torch 2.13 deprecates broadcast_buffers, yet its
         # successor still syncs buffers at init, which would overwrite the rank's own shard

@@ -81,7 +81,9 @@ class Trainer:
         self.network = None  # several ranks: stores sharded, networks under DDP
         self.traffic = Traffic()  # bytes sent to other ranks (several ranks)
         if self.dist.active:
-            self.network = distribute(self.model, self.device.name, self.dist, self.traffic)
+            self.network = distribute(
+                self.model, self.device.name, self.dist, self.traffic, cfg.train.dist_sharding
+            )
         self.dense_opt = build_dense_optimizer(
             self.model.dense_parameters(), cfg.optim.dense, cfg.optim.dense_lr, cfg.optim.eps
         )
