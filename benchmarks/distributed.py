@@ -16,9 +16,10 @@ bandwidths (25, 100, 400 Gb/s) for the Kaggle and Terabyte presets' shapes:
   rows, gradients   c * D * 4 bytes each
   dense all-reduce  2 (W - 1) / W * P                  (ring all-reduce of the P gradient bytes)
   hot replica (fae/hotline across ranks): lookups of hot rows (share h, from the popularity
-  profile under the hot budget) leave the exchange; each rank sends its hot lookups' (slot,
-  gradient) to every other rank, so that every replica sums them in one process's order:
-  (W - 1) * (B / W) * K * h * (8 + D * 4)
+  profile under the hot budget) leave the exchange; with row-wise Adagrad (the presets'),
+  each hot lookup's (slot, gradient) goes to its row's owner, which sums them in one
+  process's order and sends the sums of its share (U / W) of the U hot rows the global batch
+  touched to every other rank: (W - 1) / W * ((B / W) * K * h + U) * (8 + D * 4)
   step time        = compute(B / W) + bytes / bandwidth + collectives * latency
 
 compute(n) is this machine's measured one-process time per sample times n (perfect
@@ -100,8 +101,7 @@ def preset_shape(preset: str, schema) -> dict:
 
 def hot_profile(ds, prof, budget: str, dim: int, batch: int) -> dict:
     """Hot lookup share h under the budget (rows of `dim`) and hot rows U touched per global
-    batch (what summing per row before sending would send), from one popularity profile
-    `prof` of the dataset `ds`."""
+    batch, from one popularity profile `prof` of the dataset `ds`."""
     from hotrec.placement.hotset import HotSet
     from hotrec.placement.popularity import parse_bytes
 
@@ -128,7 +128,8 @@ def bytes_per_step(shape: dict, world: int, hot: dict | None = None) -> dict:
     out = {"ids": 2 * crossing * 8, "rows": crossing * d * 4, "gradients": crossing * d * 4,
            "dense": 2 * (w - 1) / w * shape["dense_bytes"]}  # fmt: skip
     if hot:
-        out["hot"] = (w - 1) * b / w * k * hot["lookup_share"] * (8 + d * 4)
+        lookups = b / w * k * hot["lookup_share"]
+        out["hot"] = (w - 1) / w * (lookups + hot["hot_rows_per_batch"]) * (8 + d * 4)
     return {k: round(v) for k, v in out.items()}
 
 
@@ -204,8 +205,8 @@ def run(args: argparse.Namespace) -> dict:
             "network": "full-duplex links at the stated bandwidth, no overlap with compute, "
             f"{LATENCY_S * 1e6:.0f} us per collective, {COLLECTIVES} collectives per step",
             "rows": "ids spread evenly over ranks (row r on rank r mod W)",
-            "hot_replica": "fae/hotline across ranks: hot lookups stay local; each rank sends "
-            "its hot lookups' slot and gradient to every other rank (one process's order)",
+            "hot_replica": "fae/hotline across ranks: hot lookups stay local; their gradients "
+            "go to the rows' owners, whose per-row sums go to every rank (row-wise Adagrad)",
             "data": "the hot share and touched hot rows come from the synthetic Kaggle "
             "profile for both presets (no Terabyte data here)",
         },

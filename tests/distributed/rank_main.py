@@ -16,7 +16,9 @@ if os.environ.get("HOTREC_TEST_MEAN_GRADIENTS"):
 if os.environ.get("HOTREC_TEST_LOCAL_HOT"):  # each replica applies only its own rank's updates
     import hotrec.training.schedules.placed as placed
 
-    placed.share_hot_updates = lambda _d, _traffic, _device: lambda slots, grads: (slots, grads)
+    placed.share_hot_updates = lambda _d, _store, _rows, _device: (
+        lambda slots, grads: (slots, grads)
+    )
 
 from hotrec.cli.main import main
 

@@ -46,9 +46,19 @@ def runs(data, tmp_path_factory):
     return run
 
 
-@pytest.mark.parametrize("schedule", ["fae", "hotline"])
-def test_placement_schedules_on_two_ranks_train_as_one_process(runs, schedule):
-    one, two = runs(schedule, *SHORT, "--schedule", schedule)
+ADAGRAD = ["--set", "optim.sparse='adagrad'", "--set", "optim.dense='adam'"]
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("fae", ["--schedule", "fae"]),  # SGD: every hot lookup to every rank
+        ("hotline", ["--schedule", "hotline"]),
+        ("fae-adagrad", ["--schedule", "fae", *ADAGRAD]),  # per-row sums through the owners
+    ],
+)
+def test_placement_schedules_on_two_ranks_train_as_one_process(runs, name, options):
+    one, two = runs(name, *SHORT, *options)
     assert_close(model(one), model(two))
     r1, r2 = result(one), result(two)
     assert r1["steps"] == r2["steps"] == 12 and r1["samples"] == r2["samples"]

@@ -82,7 +82,7 @@ class ShardedStore(nn.Module):
     def num_rows(self) -> int:
         return self.total_rows
 
-    def _route(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def route(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(positions of `rows` grouped by owner, in order within each; counts [W])."""
         owner = self.layout.owner(rows)
         order = torch.argsort(owner, stable=True)
@@ -95,7 +95,7 @@ class ShardedStore(nn.Module):
     def gather(self, rows: torch.Tensor) -> torch.Tensor:
         """Global rows [n] (host) -> their values [n, D], wherever they live."""
         t, start = self.traffic, time.perf_counter()
-        order, counts = self._route(rows)
+        order, counts = self.route(rows)
         asked, asked_counts = self.dist.exchange(self.layout.local(rows[order]), counts)
         values, _ = self.dist.exchange(self.weight.index_select(0, asked), asked_counts)
         out = torch.empty_like(values)
@@ -110,7 +110,7 @@ class ShardedStore(nn.Module):
         """rows [n] global ids -> (weights [n, D], Adagrad state [n] or None) from their
         owners (collective: every rank calls it with its own rows; not counted as training
         traffic: a replica's pull, a Slipstream snapshot)."""
-        order, counts = self._route(rows)
+        order, counts = self.route(rows)
         asked, asked_counts = self.dist.exchange(self.layout.local(rows[order]), counts)
         local = self.weight.index_select(0, asked)
         adagrad = self.optimizer == "adagrad"
@@ -137,7 +137,7 @@ class ShardedStore(nn.Module):
     def update(self, rows: torch.Tensor, grads: torch.Tensor, upload=None) -> None:
         """Per-lookup gradients (host) to the owners, who apply the row-wise optimizer."""
         t, start = self.traffic, time.perf_counter()
-        order, counts = self._route(rows)
+        order, counts = self.route(rows)
         mine, _ = self.dist.exchange(self.layout.local(rows[order]), counts)
         summed, _ = self.dist.exchange(grads[order], counts)
         t.ids += self._others(counts) * rows.element_size()

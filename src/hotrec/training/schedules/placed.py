@@ -66,7 +66,7 @@ def install_routing(ctx: StepContext, hotset: HotSet) -> RoutedEmbedding:
         old.store, old.offsets, replica, slot_map, ctx.device, old.keys, old.mean_tables
     )
     if ctx.dist.active:  # the replicas stay identical: every rank applies every rank's updates
-        routed.share = share_hot_updates(ctx.dist, old.store.traffic, ctx.device)
+        routed.share = share_hot_updates(ctx.dist, old.store, replica.rows, ctx.device)
     set_row_part(ctx.model, routed)
     return routed
 
