@@ -212,7 +212,7 @@ def test_health_info_metrics_and_openapi(artifact):
             return [await c.get(p) for p in ("/healthz", "/info", "/metrics", "/openapi.json")]
 
     health, info, metrics, openapi = asyncio.run(main())
-    assert health.json() == {"status": "ok", "queue": 0, "policy": "mprec"}
+    assert health.json() == {"status": "ok", "queue": 0, "policy": "mprec", "workers": {}}  # inline
     info = info.json()
     assert [p["name"] for p in info["paths"]] == ["small@cpu", "large@cpu"]
     assert info["paths"][1]["accuracy"] == 0.75 and info["dense_features"] == 3

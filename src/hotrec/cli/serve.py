@@ -187,7 +187,14 @@ def run(args: argparse.Namespace) -> int:
         if pool is not None:
             pool.close()
     how = f" ({', '.join(signal.Signals(s).name for s in received)})" if received else ""
-    console.print(f"server stopped{how}: every accepted query was answered")
+    lost = app.state.lost
+    if lost:
+        console.print(
+            f"server stopped{how}: {lost:,} accepted queries were answered 503 while their "
+            "worker restarted; every other accepted query was answered"
+        )
+    else:
+        console.print(f"server stopped{how}: every accepted query was answered")
     return 0
 
 

@@ -57,6 +57,13 @@ class ErrorResponse(BaseModel):
 
 
 class Health(BaseModel):
-    status: str = Field(description="ok, or draining during shutdown")
+    status: str = Field(
+        description="ok; degraded while a model worker is down (its queries get 503); "
+        "draining during shutdown"
+    )
     queue: int
     policy: str
+    workers: dict[str, dict] = Field(
+        default_factory=dict,
+        description="each device's model worker: state (up, restarting) and restarts so far",
+    )

@@ -34,6 +34,7 @@ from hotrec.serving.policies.base import Policy
 from hotrec.serving.predictor import Predictor
 from hotrec.serving.profile import Profile
 from hotrec.serving.schemas import ErrorResponse, Health, PredictRequest, PredictResponse
+from hotrec.serving.workers import WorkerDown
 
 BYTES_PER_VALUE = 32  # generous JSON size of one feature value, for the body-size limit
 
@@ -74,6 +75,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.batcher, app.state.metrics = batcher, metrics
+    app.state.lost = 0  # accepted queries not answered because their worker died (503)
     fields = predictor.schema.num_dense + predictor.schema.num_tables
     max_body = max_items * fields * BYTES_PER_VALUE + (64 << 10)
     inflight = max_inflight or max_queue
@@ -126,7 +128,13 @@ def create_app(
             metrics.rejected.labels(e.reason).inc()
             headers = {"Retry-After": str(e.retry_after_s)}
             raise HTTPException(503, f"overloaded: {e.reason}", headers=headers) from None
-        answer = await future
+        try:
+            answer = await future
+        except WorkerDown as e:  # its worker died: not answered, and the client is told so
+            metrics.rejected.labels("worker_down").inc()
+            app.state.lost += 1
+            headers = {"Retry-After": str(e.retry_after_s)}
+            raise HTTPException(503, str(e), headers=headers) from None
         if not np.isfinite(answer.predictions).all():  # never a 200 with null predictions
             raise HTTPException(
                 500, f"path {answer.path} gave a non-finite prediction; the model is damaged"
@@ -147,8 +155,12 @@ def create_app(
 
     @app.get("/healthz", response_model=Health)
     async def healthz() -> Health:
+        pool = predictor.remote
+        workers = pool.health() if pool is not None else {}
         status = "ok" if batcher.accepting else "draining"
-        return Health(status=status, queue=len(batcher.queue), policy=policy.name)
+        if status == "ok" and any(w["state"] != "up" for w in workers.values()):
+            status = "degraded"
+        return Health(status=status, queue=len(batcher.queue), policy=policy.name, workers=workers)
 
     @app.get("/info")
     async def get_info() -> dict:
