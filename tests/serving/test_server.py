@@ -224,3 +224,27 @@ def test_health_info_metrics_and_openapi(artifact):
     body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
     assert set(body["schema"]["properties"]) == {"id", "dense", "sparse", "raw"}
     assert {"200", "413", "422", "503"} <= set(spec["paths"]["/predict"]["post"]["responses"])
+
+
+def test_a_client_that_goes_away_is_counted_as_disconnected_not_as_500(artifact):
+    """The body never arrives: no answer can reach the client, and it is not a server error."""
+    app, _ = app_for(artifact, "static:small@cpu")
+    scope = {"type": "http", "method": "POST", "path": "/predict", "raw_path": b"/predict",
+             "headers": [(b"content-length", b"100"), (b"content-type", b"application/json")],
+             "query_string": b"", "http_version": "1.1", "scheme": "http", "root_path": "",
+             "server": ("test", 80), "client": ("client", 1)}  # fmt: skip
+
+    async def main():
+        async def receive():
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            pass
+
+        async with app.router.lifespan_context(app):
+            await app(scope, receive, send)
+        return app.state.metrics.render().decode()
+
+    metrics = asyncio.run(main())
+    assert 'hotrec_requests_total{status="disconnected"} 1.0' in metrics
+    assert 'status="500"' not in metrics

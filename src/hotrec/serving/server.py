@@ -26,6 +26,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from hotrec import __version__
 from hotrec.serving.batcher import Batcher, Overloaded
@@ -225,7 +226,15 @@ class PredictGuard:
         await response(scope, receive, send)
 
     async def _forward(self, scope, receive, send) -> None:
-        status = {"code": 500}
+        """Run the request; count its answer's status, or "disconnected" when the client went
+        away (an answer could not reach it: not a server error)."""
+        status: dict = {"code": None, "gone": False}
+
+        async def watched():
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                status["gone"] = True
+            return message
 
         async def send_status(message) -> None:
             if message["type"] == "http.response.start":
@@ -233,9 +242,12 @@ class PredictGuard:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, watched, send_status)
+        except ClientDisconnect:  # raised while reading its body: nothing to answer, no error
+            status["gone"] = True
         finally:
-            self.metrics.requests.labels(str(status["code"])).inc()
+            gone, code = status["gone"], status["code"]
+            self.metrics.requests.labels("disconnected" if gone else str(code or 500)).inc()
 
 
 async def read_limited(receive, limit: int) -> bytes | None:
