@@ -121,9 +121,10 @@ class RoutedEmbedding(nn.Module):
     In eval mode every row comes from the host store: the trainer syncs before evaluating.
     step() applies the row optimizer to every lookup since the last step, on the side
     (replica or host) that served it; `update_filter(rows, grads)` may return the positions
-    of the updates to apply (None: all). On several ranks `share(slots, grads)` returns every
-    rank's replica updates (in rank order), so the replicas stay identical, and the host side
-    is updated at every step (its store is sharded: the update is collective).
+    of the updates to apply (None: all). On several ranks `share(slots, grads)` turns this
+    rank's replica updates into the updates every replica applies (the same on every rank),
+    and the host side is updated at every step (its store is sharded: the update is
+    collective).
     """
 
     def __init__(
