@@ -92,14 +92,22 @@ class ShardedStore(nn.Module):
         """Rows of `counts` [W] bound for other ranks (the own part is a local copy)."""
         return int(counts.sum() - counts[self.dist.rank])
 
+    def _fetch(
+        self, rows: torch.Tensor, values_of
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Ask the owners of global rows [n] (host) for `values_of(local rows)` [m, ...]:
+        (the values in the order of `rows`, counts sent to each rank, counts asked of me)."""
+        order, counts = self.route(rows)
+        asked, asked_counts = self.dist.exchange(self.layout.local(rows[order]), counts)
+        values, _ = self.dist.exchange(values_of(asked), asked_counts)
+        out = torch.empty_like(values)
+        out[order] = values  # back in the order of `rows`
+        return out, counts, asked_counts
+
     def gather(self, rows: torch.Tensor) -> torch.Tensor:
         """Global rows [n] (host) -> their values [n, D], wherever they live."""
         t, start = self.traffic, time.perf_counter()
-        order, counts = self.route(rows)
-        asked, asked_counts = self.dist.exchange(self.layout.local(rows[order]), counts)
-        values, _ = self.dist.exchange(self.weight.index_select(0, asked), asked_counts)
-        out = torch.empty_like(values)
-        out[order] = values  # back in the order of `rows`
+        out, counts, asked_counts = self._fetch(rows, lambda a: self.weight.index_select(0, a))
         if torch.is_grad_enabled():  # a training step's (evaluation runs without autograd)
             t.ids += self._others(counts) * rows.element_size()
             t.rows += self._others(asked_counts) * self.dim * self.weight.element_size()
@@ -110,18 +118,15 @@ class ShardedStore(nn.Module):
         """rows [n] global ids -> (weights [n, D], Adagrad state [n] or None) from their
         owners (collective: every rank calls it with its own rows; not counted as training
         traffic: a replica's pull, a Slipstream snapshot)."""
-        order, counts = self.route(rows)
-        asked, asked_counts = self.dist.exchange(self.layout.local(rows[order]), counts)
-        local = self.weight.index_select(0, asked)
-        adagrad = self.optimizer == "adagrad"
-        if adagrad:  # the state rides along as one more column
-            local = torch.cat([local, self.opt_state.index_select(0, asked).unsqueeze(1)], 1)
-        values, _ = self.dist.exchange(local, asked_counts)
-        out = torch.empty_like(values)
-        out[order] = values
-        if adagrad:
-            return out[:, : self.dim].contiguous(), out[:, self.dim].contiguous()
-        return out, None
+        if self.optimizer != "adagrad":
+            return self._fetch(rows, lambda a: self.weight.index_select(0, a))[0], None
+
+        def with_state(asked: torch.Tensor) -> torch.Tensor:  # the state as one more column
+            state = self.opt_state.index_select(0, asked).unsqueeze(1)
+            return torch.cat([self.weight.index_select(0, asked), state], 1)
+
+        out = self._fetch(rows, with_state)[0]
+        return out[:, : self.dim].contiguous(), out[:, self.dim].contiguous()
 
     def write_rows(
         self, rows: torch.Tensor, weight: torch.Tensor, state: torch.Tensor | None
