@@ -28,7 +28,8 @@ def loopback() -> bool:
 
 
 def env() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1"}
+    # a rank that aborts (SIGABRT from C++) prints every thread's Python stack into stderr
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
 
 
 def hotrec(*args, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:

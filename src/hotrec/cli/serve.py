@@ -50,7 +50,19 @@ def add_parser(sub) -> None:
     p.add_argument("--max-queue", type=int, default=64, help="queued queries before 503 (64)")
     p.add_argument(
         "--max-inflight", type=int, default=0,
-        help="requests read/parsed/queued at once before 503 (0 = --max-queue)",
+        help="requests parsed/queued/computed at once (bodies read) before 503 (0 = --max-queue)",
+    )  # fmt: skip
+    p.add_argument(
+        "--head-timeout", type=float, default=10.0, metavar="S",
+        help="seconds a request head may take from its first byte before 408 and close (10)",
+    )  # fmt: skip
+    p.add_argument(
+        "--body-timeout", type=float, default=10.0, metavar="S",
+        help="seconds a /predict body may take to arrive before 408 and close (10)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-buffered-mb", type=float, default=64.0, metavar="MB",
+        help="request bodies held at once (read or served) before 503 (64 MiB)",
     )  # fmt: skip
     p.add_argument(
         "--no-admission", action="store_true",
@@ -74,6 +86,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise HotrecError(f"--percentile must be in (0, 100), got {args.percentile}")
     if args.max_inflight < 0:
         raise HotrecError(f"--max-inflight must be >= 0, got {args.max_inflight}")
+    for name in ("head_timeout", "body_timeout", "max_buffered_mb"):
+        if not getattr(args, name) > 0:
+            flag = "--" + name.replace("_", "-")
+            raise HotrecError(f"{flag} must be positive, got {getattr(args, name)}")
     for name in ("max_items", "max_batch", "max_queue"):
         if getattr(args, name) < 1:
             flag = "--" + name.replace("_", "-")
@@ -156,7 +172,8 @@ def _app(args: argparse.Namespace, predictor):
     app = create_app(
         predictor, policy, target_ms=args.target_ms, percentile=args.percentile,
         max_items=args.max_items, max_queue=args.max_queue, max_inflight=args.max_inflight,
-        admission=not args.no_admission, profile=profile,
+        admission=not args.no_admission, profile=profile, body_timeout_s=args.body_timeout,
+        max_buffered_mb=args.max_buffered_mb,
     )  # fmt: skip
     return app, policy
 
@@ -165,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from hotrec.progress import console
+    from hotrec.serving.limits import timed_h11
 
     check_args(args)
     check_port(args.host, args.port)
@@ -176,9 +194,11 @@ def run(args: argparse.Namespace) -> int:
     )
     for rep, n in app.state.batcher.predictor.mp_cache.items():
         console.print(f"MP-Cache: the outputs of {n:,} ids of {rep} skip its decoder")
+    slow_head = app.state.metrics.timeouts.labels("head").inc
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_level=args.log_level,
         timeout_graceful_shutdown=30, timeout_keep_alive=30, access_log=False,
+        http=timed_h11(args.head_timeout, slow_head),
     )  # fmt: skip
     try:
         with signals_recorded() as received:

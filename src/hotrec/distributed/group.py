@@ -124,6 +124,8 @@ def from_env(device: str, backend: str = "auto", timeout_s: float = 300.0) -> Di
 
 
 def leave(d: Dist) -> None:
-    """Leave the process group (at the end of a run)."""
+    """Leave the process group (at the end of a run), once every rank got here: no rank
+    tears its connections down while another still has a collective under way."""
     if d.active and dist.is_initialized():
+        d.barrier()
         dist.destroy_process_group()

@@ -52,5 +52,10 @@ class ServingMetrics:
             "hotrec_rejected", "requests refused with 503, by reason", ["reason"], registry=r
         )
 
+        self.timeouts = Counter(
+            "hotrec_timeouts", "connections closed with 408: a request head or body too slow",
+            ["stage"], registry=r,
+        )  # fmt: skip
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

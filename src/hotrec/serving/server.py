@@ -1,11 +1,13 @@
 """The HTTP adapter (FastAPI): request checks and status codes over predictor + policy +
 batcher. All decisions live in the policy, all queueing in the batcher.
 
-  POST /predict   one query -> its predictions (200); 413 over --max-items items (or body
-                  bytes, counted also for chunked bodies); 422 malformed JSON, wrong feature
-                  counts, ids out of range; 503 + Retry-After (seconds until the queue is
-                  predicted to drain) when the queue is full or the query would miss the target;
-                  500 when the model gives a non-finite prediction (never a 200 with nulls)
+  POST /predict   one query -> its predictions (200); 408 when its body is not received in
+                  time; 413 over --max-items items (or body bytes, counted also for chunked
+                  bodies); 422 malformed JSON, wrong feature counts, ids out of range; 503 +
+                  Retry-After (seconds until the queue is predicted to drain) when the queue is
+                  full, the query would miss the target, its worker is restarting or request
+                  bodies fill the byte budget; 500 when the model gives a non-finite prediction
+                  (never a 200 with nulls). Slow heads: serving/limits.py
   GET  /healthz   liveness and queue depth
   GET  /info      paths with their accuracy, policy, target, schema, dataset
   GET  /metrics   Prometheus text
@@ -30,6 +32,7 @@ from starlette.requests import ClientDisconnect
 
 from hotrec import __version__
 from hotrec.serving.batcher import Batcher, Overloaded
+from hotrec.serving.limits import Body, BodyBudget, read_body, replay
 from hotrec.serving.metrics import ServingMetrics
 from hotrec.serving.policies.base import Policy
 from hotrec.serving.predictor import Predictor
@@ -38,6 +41,7 @@ from hotrec.serving.schemas import ErrorResponse, Health, PredictRequest, Predic
 from hotrec.serving.workers import WorkerDown
 
 BYTES_PER_VALUE = 32  # generous JSON size of one feature value, for the body-size limit
+CLOSE = {"Connection": "close"}  # a refusal before the whole body was read ends the connection
 
 
 def create_app(
@@ -51,10 +55,14 @@ def create_app(
     max_inflight: int = 0,
     admission: bool = True,
     profile: Profile | None = None,
+    body_timeout_s: float = 10.0,
+    max_buffered_mb: float = 64.0,
 ) -> FastAPI:
-    """max_inflight: /predict requests being read, parsed, queued or computed at once before
-    more are refused with 503 unread (0 = max_queue): bounds the work ahead of the
-    bounded queue, where an overloaded server would otherwise pile up unparsed bodies.
+    """max_inflight: /predict requests parsed, queued or computed at once (their bodies read)
+    before more are refused with 503 (0 = max_queue): bounds the work ahead of the bounded
+    queue. body_timeout_s: a body not read in full within it is answered 408.
+    max_buffered_mb: request bodies held at once (being read or served) beyond it are
+    refused with 503.
     admission: refuse (503) queries predicted to miss the target even on the policy's fastest
     path (needs a profile); under overload the accepted ones stay on time. profile: batch
     times are compared with it to track how much slower than profiled each device runs (the
@@ -81,8 +89,9 @@ def create_app(
     max_body = max_items * fields * BYTES_PER_VALUE + (64 << 10)
     inflight = max_inflight or max_queue
     app.add_middleware(
-        PredictGuard, max_body=max_body, max_inflight=inflight, batcher=batcher, metrics=metrics
-    )
+        PredictGuard, max_body=max_body, max_inflight=inflight, batcher=batcher, metrics=metrics,
+        body_timeout_s=body_timeout_s, max_buffered=int(max_buffered_mb * (1 << 20)),
+    )  # fmt: skip
     info = server_info(predictor, policy, target_ms, percentile, max_items, max_queue)
 
     @app.exception_handler(RequestValidationError)
@@ -177,46 +186,66 @@ def create_app(
 
 
 class PredictGuard:
-    """ASGI middleware for POST /predict: stamps the arrival time, refuses bodies over
-    max_body bytes with 413 (unread when Content-Length says so; a chunked body is read up to
-    the limit), and with 503 requests beyond max_inflight or when the queue alone would make
-    even a one-item query miss the target (the batcher's admission control); counts answers
-    by status. Refusing before the body is parsed keeps an overloaded server cheap."""
+    """ASGI middleware for POST /predict. It refuses bodies over max_body bytes with 413
+    (unread when Content-Length says so), reads each body in full within body_timeout_s
+    (408) and the shared byte budget (503), and only then stamps the arrival time and counts
+    the request in flight: 503 beyond max_inflight or when the queue alone would make even a
+    one-item query miss the target (the batcher's admission control). A slow client thus
+    holds neither an in-flight slot nor more than its own bytes. Answers are counted by
+    status; a client that went away is counted as "disconnected"."""
 
     def __init__(
-        self, app, max_body: int, max_inflight: int, batcher: Batcher, metrics: ServingMetrics
-    ) -> None:
+        self, app, max_body: int, max_inflight: int, batcher: Batcher, metrics: ServingMetrics,
+        body_timeout_s: float = 10.0, max_buffered: int = 64 << 20,
+    ) -> None:  # fmt: skip
         self.app, self.max_body, self.max_inflight = app, max_body, max_inflight
         self.batcher, self.metrics = batcher, metrics
+        self.body_timeout_s = body_timeout_s
+        self.budget = BodyBudget(max_buffered)
         self.inflight = 0
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"] != "/predict":
             return await self.app(scope, receive, send)
-        scope.setdefault("state", {})["t0"] = time.perf_counter()
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             detail = f"request body of {int(length):,} bytes; at most {self.max_body:,}"
-            return await self._refuse(413, detail, {}, scope, receive, send)
-        if length is None:  # chunked: count the bytes as they come, stop at the limit
-            body = await read_limited(receive, self.max_body)
-            if body is None:
-                detail = f"request body over {self.max_body:,} bytes"
-                return await self._refuse(413, detail, {}, scope, receive, send)
-            receive = replay(body, receive)
-        reason = None
-        if self.inflight >= self.max_inflight:
+            return await self._refuse(413, detail, CLOSE, scope, receive, send)
+        body = await read_body(receive, self.max_body, self.budget, self.body_timeout_s)
+        try:
+            await self._admit(body, scope, receive, send)
+        finally:
+            body.release()
+
+    async def _admit(self, body: Body, scope, receive, send) -> None:
+        if body.refusal == "gone":
+            self.metrics.requests.labels("disconnected").inc()
+            return None
+        if body.refusal == "timeout":
+            self.metrics.timeouts.labels("body").inc()
+            detail = f"request body not received within {self.body_timeout_s:g} s"
+            return await self._refuse(408, detail, CLOSE, scope, receive, send)
+        if body.refusal == "too_large":
+            detail = f"request body over {self.max_body:,} bytes"
+            return await self._refuse(413, detail, CLOSE, scope, receive, send)
+        reason, detail = None, ""
+        if body.refusal == "busy":
+            reason, detail = "bodies held", f" over {self.budget.limit >> 20} MiB"
+        elif self.inflight >= self.max_inflight:
             reason = "too many in flight"
         elif self.batcher.likely_late():
             reason = "predicted to miss the target"
         if reason is not None:
             self.metrics.rejected.labels(reason).inc()
-            detail = f"overloaded: {reason} ({self.inflight} requests in flight)"
-            retry = {"Retry-After": str(self.batcher.retry_after_s())}
-            return await self._refuse(503, detail, retry, scope, receive, send)
+            detail = f"overloaded: {reason}{detail} ({self.inflight} requests in flight)"
+            headers = {"Retry-After": str(self.batcher.retry_after_s())}
+            if body.refusal == "busy":
+                headers.update(CLOSE)
+            return await self._refuse(503, detail, headers, scope, receive, send)
+        scope.setdefault("state", {})["t0"] = time.perf_counter()  # the query has arrived
         self.inflight += 1
         try:
-            await self._forward(scope, receive, send)
+            await self._forward(scope, replay(body.data, receive), send)
         finally:
             self.inflight -= 1
 
@@ -248,36 +277,6 @@ class PredictGuard:
         finally:
             gone, code = status["gone"], status["code"]
             self.metrics.requests.labels("disconnected" if gone else str(code or 500)).inc()
-
-
-async def read_limited(receive, limit: int) -> bytes | None:
-    """The whole request body, or None as soon as it passes `limit` bytes."""
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":  # the client went away
-            return b"".join(chunks)
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def replay(body: bytes, receive):
-    """An ASGI receive that hands `body` over once, then defers to the real one."""
-    sent = False
-
-    async def again():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return again
 
 
 def first_error(exc: RequestValidationError | ValidationError) -> str:
