@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from hotrec.progress import console
-    from hotrec.serving.limits import timed_h11
+    from hotrec.serving.limits import timed_httptools
 
     check_args(args)
     check_port(args.host, args.port)
@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_level=args.log_level,
         timeout_graceful_shutdown=30, timeout_keep_alive=30, access_log=False,
-        http=timed_h11(args.head_timeout, slow_head),
+        http=timed_httptools(args.head_timeout, slow_head), proxy_headers=False,
     )  # fmt: skip
     try:
         with signals_recorded() as received:

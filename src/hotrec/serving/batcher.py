@@ -162,11 +162,17 @@ class Batcher:
         alone = self.policy.earliest_finish_ms(items, now, idle, self.slowdown)
         return alone - arrival > budget
 
-    def likely_late(self) -> bool:
-        """Would the queue alone make even a one-item query miss the target now? (A check
-        before a request's body is parsed, so that an overloaded server refuses cheaply; the
-        query's own size is checked when it is submitted.)"""
-        return not self.can_meet_target(1)
+    def likely_late(self, items: float = 1) -> bool:
+        """Would the queue make a query of `items` items miss the target now? A check before
+        a request's body is read (one item) and again before it is parsed (the typical size,
+        `typical_items()`), so that an overloaded server refuses cheaply instead of parsing
+        queries only to refuse them at submit, where the query's own size is checked."""
+        return not self.can_meet_target(items)
+
+    def typical_items(self) -> float:
+        """The mean size of the latest arrivals (1 before any)."""
+        arrivals = self._arrivals
+        return sum(n for _, n in arrivals) / len(arrivals) if arrivals else 1.0
 
     def _free_at(self, now: float) -> dict[str, float]:
         """When each device is free (now when idle, else the running batch's prediction)."""

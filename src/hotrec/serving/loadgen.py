@@ -168,6 +168,45 @@ async def run_rate(
     return list(records), max(wall, duration_s)
 
 
+async def closed_loop(
+    url: str, queries: list[Query], concurrency: int, duration_s: float, timeout_s: float = 10.0
+) -> tuple[list[Record], float]:
+    """`concurrency` clients for `duration_s`, each sending its next query as soon as the
+    previous one is answered (closed loop: the offered load follows the server's pace, so
+    this measures what it sustains without a queue of its own making); (records, wall s)."""
+    loop = asyncio.get_running_loop()
+    check_url(url)
+    async with open_session(timeout_s) as session:
+        start = loop.time()
+        end = start + duration_s
+
+        async def client(k: int) -> list[Record]:
+            out, i = [], k
+            while loop.time() < end:
+                out.append(await send(session, url, queries[i % len(queries)], loop.time()))
+                i += concurrency
+            return out
+
+        parts = await asyncio.gather(*(client(k) for k in range(concurrency)))
+        wall = loop.time() - start
+    return [r for part in parts for r in part], wall
+
+
+def capacity(
+    url: str, queries: list[Query], target_ms: float, duration_s: float = 2.0,
+    concurrencies: tuple[int, ...] = (1, 2, 4, 8),
+) -> tuple[float, int]:  # fmt: skip
+    """The server's capacity: the most answers within `target_ms` per second that closed-loop
+    clients get at any of `concurrencies`; (queries/s, the concurrency that got it)."""
+    url = url.rstrip("/") + "/predict"
+    best = (0.0, 0)
+    for c in concurrencies:
+        records, wall = asyncio.run(closed_loop(url, queries, c, duration_s))
+        within = sum(r.status == 200 and r.latency_ms <= target_ms for r in records) / wall
+        best = max(best, (within, c))
+    return best
+
+
 async def warm_up(url: str, queries: list[Query], timeout_s: float) -> list[Record]:
     """Send `queries` one after another (first calls of a server are slow); their records."""
     loop = asyncio.get_running_loop()

@@ -20,6 +20,7 @@ the requests in flight, whose queries the batcher keeps computing; then the life
 
 from __future__ import annotations
 
+import json
 import time
 from contextlib import asynccontextmanager
 
@@ -31,6 +32,7 @@ from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
 from hotrec import __version__
+from hotrec.serving.admission import InflightLimit
 from hotrec.serving.batcher import Batcher, Overloaded
 from hotrec.serving.limits import Body, BodyBudget, read_body, replay
 from hotrec.serving.metrics import ServingMetrics
@@ -186,12 +188,13 @@ def create_app(
 
 
 class PredictGuard:
-    """ASGI middleware for POST /predict. It refuses bodies over max_body bytes with 413
-    (unread when Content-Length says so), reads each body in full within body_timeout_s
-    (408) and the shared byte budget (503), and only then stamps the arrival time and counts
-    the request in flight: 503 beyond max_inflight or when the queue alone would make even a
-    one-item query miss the target (the batcher's admission control). A slow client thus
-    holds neither an in-flight slot nor more than its own bytes. Answers are counted by
+    """ASGI middleware for POST /predict. Before reading a body it refuses, unread, bodies
+    over max_body bytes (413, by Content-Length) and requests predicted to miss the target
+    (503: the measured service rate says the requests already inside would make it late, or
+    the batcher's queue alone would; see serving/admission.py). It then reads the body in full
+    within body_timeout_s (408) and the shared byte budget (503), and only then stamps the
+    arrival time and counts the request in flight (503 beyond max_inflight). A slow client
+    thus holds neither an in-flight slot nor more than its own bytes. Answers are counted by
     status; a client that went away is counted as "disconnected"."""
 
     def __init__(
@@ -202,7 +205,9 @@ class PredictGuard:
         self.batcher, self.metrics = batcher, metrics
         self.body_timeout_s = body_timeout_s
         self.budget = BodyBudget(max_buffered)
-        self.inflight = 0
+        # requests in flight, bounded by max_inflight and (admission) by a limit that
+        # follows the answers' latency against the policy's target
+        self.limit = InflightLimit(batcher.policy.target_ms / 1e3, max_inflight)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"] != "/predict":
@@ -211,11 +216,25 @@ class PredictGuard:
         if length is not None and length.isdigit() and int(length) > self.max_body:
             detail = f"request body of {int(length):,} bytes; at most {self.max_body:,}"
             return await self._refuse(413, detail, CLOSE, scope, receive, send)
+        late = self._late()
+        if late is not None:  # refused before its body is read: cheap under overload
+            return await self._overloaded(late, "", {}, scope, receive, send)
         body = await read_body(receive, self.max_body, self.budget, self.body_timeout_s)
         try:
             await self._admit(body, scope, receive, send)
         finally:
             body.release()
+
+    def _late(self, items: float = 1) -> str | None:
+        """Why a request of `items` items arriving now would miss the target, if it would:
+        the requests in flight are as many as the server answers within the target, or the
+        batcher's queue is too long (admission control only; a server shutting down says
+        so itself)."""
+        if not (self.batcher.admission and self.batcher.accepting):
+            return None
+        if self.limit.full():
+            return "late behind requests in flight"
+        return "predicted to miss the target" if self.batcher.likely_late(items) else None
 
     async def _admit(self, body: Body, scope, receive, send) -> None:
         if body.refusal == "gone":
@@ -228,36 +247,43 @@ class PredictGuard:
         if body.refusal == "too_large":
             detail = f"request body over {self.max_body:,} bytes"
             return await self._refuse(413, detail, CLOSE, scope, receive, send)
-        reason, detail = None, ""
         if body.refusal == "busy":
-            reason, detail = "bodies held", f" over {self.budget.limit >> 20} MiB"
-        elif self.inflight >= self.max_inflight:
-            reason = "too many in flight"
-        elif self.batcher.likely_late():
-            reason = "predicted to miss the target"
-        if reason is not None:
-            self.metrics.rejected.labels(reason).inc()
-            detail = f"overloaded: {reason}{detail} ({self.inflight} requests in flight)"
-            headers = {"Retry-After": str(self.batcher.retry_after_s())}
-            if body.refusal == "busy":
-                headers.update(CLOSE)
-            return await self._refuse(503, detail, headers, scope, receive, send)
-        scope.setdefault("state", {})["t0"] = time.perf_counter()  # the query has arrived
-        self.inflight += 1
+            held = f" over {self.budget.limit >> 20} MiB"
+            return await self._overloaded("bodies held", held, CLOSE, scope, receive, send)
+        if self.limit.inside >= self.max_inflight:
+            return await self._overloaded("too many in flight", "", {}, scope, receive, send)
+        late = self._late(self.batcher.typical_items())  # before parsing: the queue moved
+        if late is not None:
+            return await self._overloaded(late, "", {}, scope, receive, send)
+        t0 = scope.setdefault("state", {})["t0"] = time.perf_counter()  # the query arrived
+        self.limit.enter()
+        status: dict = {"code": None, "gone": False}
         try:
-            await self._forward(scope, replay(body.data, receive), send)
+            await self._forward(scope, replay(body.data, receive), send, status)
         finally:
-            self.inflight -= 1
+            answered = status["code"] == 200 and not status["gone"]
+            self.limit.leave(time.perf_counter() - t0 if answered else None)
+
+    async def _overloaded(self, reason: str, more: str, headers: dict, scope, receive, send):
+        self.metrics.rejected.labels(reason).inc()
+        detail = f"overloaded: {reason}{more} ({self.limit.inside} requests in flight)"
+        headers = {"Retry-After": str(self.batcher.retry_after_s()), **headers}
+        await self._refuse(503, detail, headers, scope, receive, send)
 
     async def _refuse(self, code: int, detail: str, headers: dict, scope, receive, send) -> None:
+        """Answer `code` with {"detail": detail} as raw ASGI messages: a refusal under
+        overload must cost as little as possible."""
         self.metrics.requests.labels(str(code)).inc()
-        response = JSONResponse({"detail": detail}, status_code=code, headers=headers)
-        await response(scope, receive, send)
+        body = json.dumps({"detail": detail}).encode()
+        raw = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        await send({"type": "http.response.start", "status": code, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
 
-    async def _forward(self, scope, receive, send) -> None:
-        """Run the request; count its answer's status, or "disconnected" when the client went
-        away (an answer could not reach it: not a server error)."""
-        status: dict = {"code": None, "gone": False}
+    async def _forward(self, scope, receive, send, status: dict) -> None:
+        """Run the request; count its answer's status (`status["code"]`), or "disconnected"
+        when the client went away (`status["gone"]`: an answer could not reach it, not a
+        server error)."""
 
         async def watched():
             message = await receive()
