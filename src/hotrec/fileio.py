@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,7 +24,8 @@ def temp_path(path: Path) -> Path:
 @contextmanager
 def atomic_write(path: Path, mode: str = "w") -> Iterator:
     """Open a temporary file for writing; on a clean exit it is fsynced and renamed to
-    `path`; on an exception it is removed and `path` is left as it was."""
+    `path`; on an exception it is removed and `path` is left as it was. A failed write (disk
+    full, no permission, a read-only filesystem) is one line naming `path`."""
     path = Path(path)
     tmp = temp_path(path)
     try:
@@ -33,8 +34,21 @@ def atomic_write(path: Path, mode: str = "w") -> Iterator:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        raise write_error(path, e) from None
+    except RuntimeError as e:  # torch.save reports a failed write of its zip this way
+        if "PytorchStreamWriter failed" not in str(e) and "file write failed" not in str(e):
+            raise
+        raise write_error(path, e) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_error(path: Path, e: Exception) -> HotrecError:
+    """One line for a write to `path` that failed; what was there before is kept."""
+    why = e.strerror if isinstance(e, OSError) and e.strerror else "the write failed"
+    kept = "the previous file is kept" if path.exists() else "nothing was written"
+    return HotrecError(f"cannot write {path}: {why} ({kept})")
 
 
 def write_json_atomic(path: Path, obj, indent: int | None = 2) -> None:
@@ -60,13 +74,17 @@ def read_json_object(path: Path) -> dict:
 
 
 def append_json_line(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as e:  # at most this line is torn: readers drop a torn last line
+        raise write_error(path, e) from None
 
 
-def read_json_lines(path: Path) -> list[dict]:
+def read_json_lines(path: Path, on_torn: Callable[[int], None] | None = None) -> list[dict]:
     """The objects of a JSON-lines file. A torn last line (a write cut short by a crash) is
-    dropped; any other line that is not a JSON object is an error naming the line."""
+    dropped (`on_torn(line number)` is told); any other line that is not a JSON object is an
+    error naming the line."""
     path = Path(path)
     try:
         lines = path.read_text().splitlines()
@@ -81,6 +99,8 @@ def read_json_lines(path: Path) -> list[dict]:
             record = None
         if not isinstance(record, dict):
             if i == len(numbered) - 1 and not line.rstrip().endswith("}"):
+                if on_torn is not None:
+                    on_torn(n)
                 break  # torn last line
             raise HotrecError(f"{path}:{n}: not a JSON record; fix or remove that line")
         records.append(record)

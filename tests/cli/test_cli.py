@@ -58,7 +58,8 @@ def test_interrupted_run_resumes_from_the_cli(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "--data", "{tmp}/missing"], "is not a hotrec dataset"),
+        (["train", "--data", "{tmp}/missing"], "missing does not exist"),
+        (["train", "--data", "{tmp}"], "is not a hotrec dataset (no meta.json)"),
         (["train"], "--data DIR is required"),
         (["eval", "{tmp}/norun"], "is not a run directory"),
         (["train", "--data", "{toy}", "--set", "model.nope=1"], "unknown option model.nope"),

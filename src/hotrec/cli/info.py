@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
         "info",
         help="describe a dataset directory",
         description="Print the schema, split sizes, table cardinalities and a skew summary (share "
-        "of lookups covered by the top 1%% / 10%% of rows per table, on the training split).",
+        "of lookups covered by the top 1% / 10% of rows per table, on the training split).",
     )
     p.add_argument("dataset", type=Path, help="dataset directory")
     p.add_argument(

@@ -36,8 +36,16 @@ COMMANDS = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line (what is wrong, and where the help is), not the whole usage
+    followed by the error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="hotrec",
         description="Train and serve DLRM-family recommendation models fast on CPU-GPU machines.",
     )
@@ -59,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"hotrec {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the machine's, not hotrec's: a path that cannot be made or opened
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"hotrec {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     except RuntimeError as e:
         why = peer_failure(e)
         if why is None:

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from hotrec.cli.report import console, print_representations, print_results
 from hotrec.config import CHOICES, PRESETS, load_config, preset_for_meta
 from hotrec.errors import HotrecError
+from hotrec.training.lock import run_dir_lock
 from hotrec.training.schedules import SCHEDULES, help_text
+
+LOCKED_BY_LAUNCHER = (
+    "HOTREC_RUN_DIR_LOCKED"  # set for the ranks of `--nproc`: their launcher holds it
+)
 
 # Shortcut flags -> config fields (anything else: --set section.key=value).
 SHORTCUTS = {
@@ -70,6 +77,10 @@ def add_parser(sub) -> None:
     p.add_argument("--run-dir", type=Path, default=None, help="run directory (default runs/<time>)")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in this directory")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument(
+        "--force", action="store_true",
+        help="take over the run directory's lock left by a run that was killed (stale)",
+    )  # fmt: skip
     p.add_argument(
         "--representations",
         metavar="LIST",
@@ -280,16 +291,32 @@ def shortcut_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hotrec.distributed.group import env_rank, launched, leave
+    from hotrec.distributed.group import env_rank, launched
 
     if args.nproc is not None and args.nproc < 1:
         raise HotrecError(f"--nproc must be at least 1, got {args.nproc}")
     if args.representations and (launched() or (args.nproc or 1) > 1):
         raise HotrecError("--representations trains on one process for now: drop --nproc")
-    if args.nproc and args.nproc > 1 and not launched():
-        return launch(args)
     if launched() and not (args.run_dir or args.resume):
         raise HotrecError("under torchrun every rank needs the same --run-dir (or --resume RUN)")
+    args.run_dir_defaulted = not (args.run_dir or args.resume)
+    if args.run_dir_defaulted:
+        args.run_dir = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    # one writer per run directory: this process, or the launcher of these ranks
+    locked = os.environ.get(LOCKED_BY_LAUNCHER) == "1" or (launched() and env_rank() != 0)
+    with nullcontext() if locked else run_dir_lock(args.resume or args.run_dir, args.force):
+        if not (args.nproc and args.nproc > 1 and not launched()):
+            return _train(args)
+        os.environ[LOCKED_BY_LAUNCHER] = "1"  # the ranks inherit it
+        try:
+            return launch(args)
+        finally:
+            os.environ.pop(LOCKED_BY_LAUNCHER, None)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from hotrec.distributed.group import env_rank, leave
+
     main_rank = env_rank() == 0
     overrides = shortcut_overrides(args) + list(args.overrides)
     if args.representations:
@@ -299,8 +326,10 @@ def run(args: argparse.Namespace) -> int:
     if trainer.dist.main:
         print_results(result, title=f"hotrec train: {trainer.run_dir}")
         if result["stopped"] == "interrupted":
+            by = f" by {result['stopped_by']}" if result.get("stopped_by") else ""
             console.print(
-                f"checkpoint saved; continue with: hotrec train --resume {trainer.run_dir}"
+                f"stopped{by} at step {result['steps']:,}: checkpoint saved; continue with: "
+                f"hotrec train --resume {trainer.run_dir}"
             )
     leave(trainer.dist)
     return 0
@@ -310,9 +339,7 @@ def launch(args: argparse.Namespace) -> int:
     """--nproc N: torchrun with N ranks of this command (distributed/launch.py)."""
     from hotrec.distributed.launch import rank_argv, run_torchrun
 
-    run_dir = None
-    if not (args.run_dir or args.resume):
-        run_dir = str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    run_dir = str(args.run_dir) if args.run_dir_defaulted else None
     return run_torchrun(args.nproc, rank_argv(args.argv, run_dir))
 
 
@@ -337,7 +364,7 @@ def _trainer(args: argparse.Namespace, overrides: list[str], main_rank: bool):
         raise HotrecError("--data DIR is required (or --resume RUN)")
     preset = resolve_preset(args.preset, args.data, say)
     cfg = load_config(preset, [f"data.path={str(args.data.resolve())!r}"] + overrides)
-    run_dir = args.run_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    run_dir = args.run_dir
     trainer = start_run(cfg, run_dir, overwrite=args.overwrite)
     say(f"run directory: {run_dir}")
     return trainer
@@ -364,7 +391,7 @@ def run_representations(args: argparse.Namespace, overrides: list[str]) -> int:
             raise HotrecError("--data DIR is required (or --resume RUN)")
         preset = resolve_preset(args.preset, args.data)
         cfg = load_config(preset, [f"data.path={str(args.data.resolve())!r}"] + overrides)
-        run_dir = args.run_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+        run_dir = args.run_dir
     out = train_representations(cfg, names, run_dir, bool(args.resume), args.overwrite)
     print_representations(out["representations"], title=f"hotrec train: {run_dir}")
     if out["stopped"] == "interrupted":

@@ -156,11 +156,13 @@ def _find_input(path: Path) -> Path:
 
 def _check_header(stream: BinaryIO, path: Path) -> bytes:
     """Read and check line 1; returns its raw bytes."""
-    first = stream.readline()
+    first = stream.readline(4096)
     got = first.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
     if got != HEADER:
         shown = (got[:60] + "...") if len(got) > 60 else got
-        found = f"found {shown!r}" if first else "the file is empty"
+        text = got.isprintable() and "\ufffd" not in got
+        found = f"found {shown!r}" if text else "it is not a text file"
+        found = found if first else "the file is empty"
         raise HotrecError(f"{path}: line 1 is not the Avazu header ({found}); expected {HEADER!r}")
     return first
 

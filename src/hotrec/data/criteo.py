@@ -295,16 +295,29 @@ def prepare_criteo_kaggle(
 
     chunk_bytes: bytes read per block (blocks above 8 MiB bring nothing and are capped); memory
     stays at a few blocks per thread, independent of the file size, plus the vocabularies."""
-    path = Path(path)
+    path = kaggle_file(Path(path))
     _check_options(min_count, hash_rows)
-    if not path.is_file():
-        raise HotrecError(f"{path} not found (expected Criteo Kaggle train.txt or train.txt.gz)")
     options = {"min_count": min_count, "hash_rows": hash_rows, "strict": strict}
     with gc_paused(), DatasetWriter(out, overwrite) as writer:
         with FirstPass(writer, Mapper(TABLE_NAMES, hash_rows, min_count), strict, [path]) as first:
             first.read(path, chunk_bytes)
         meta = {"source": "criteo-kaggle", "options": options, "files": [path.name]}
         return write_splits(writer, first, kaggle_segments(first.spool.rows), meta)
+
+
+def kaggle_file(path: Path) -> Path:
+    """The Kaggle train.txt[.gz] at `path`, or inside the directory `path`."""
+    if path.is_dir():
+        inside = [p for p in (path / "train.txt", path / "train.txt.gz") if p.is_file()]
+        if not inside:
+            raise HotrecError(
+                f"{path} is a directory without train.txt or train.txt.gz: give Criteo "
+                "Kaggle's train.txt (or the directory holding it)"
+            )
+        return inside[0]
+    if not path.is_file():
+        raise HotrecError(f"{path} not found (expected Criteo Kaggle train.txt or train.txt.gz)")
+    return path
 
 
 def day_files(directory: Path, days: int) -> list[Path]:
@@ -315,6 +328,11 @@ def day_files(directory: Path, days: int) -> list[Path]:
     for d in range(days):
         found = [p for p in (directory / f"day_{d}", directory / f"day_{d}.gz") if p.is_file()]
         if not found:
+            if d < 2:  # fewer than the 2 days a dataset needs: --days would not help
+                raise HotrecError(
+                    f"{directory} holds no Criteo Terabyte day_{d} (or day_{d}.gz): give the "
+                    "directory with day_0 .. day_23"
+                )
             raise HotrecError(f"{directory}: day_{d} (or day_{d}.gz) not found; try --days {d}")
         files.append(found[0])
     return files

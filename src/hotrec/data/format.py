@@ -295,6 +295,8 @@ def open_dataset(path: str | os.PathLike) -> Dataset:
     """Open a dataset directory, with a one-line error when it is missing or incomplete."""
     p = Path(path)
     meta_path = p / META
+    if not p.exists():
+        raise HotrecError(f"{p} does not exist (a dataset directory from 'hotrec prepare/synth')")
     if not meta_path.is_file():
         raise HotrecError(f"{p} is not a hotrec dataset (no {META}); run 'hotrec prepare' first")
     meta = read_json_object(meta_path)

@@ -10,30 +10,37 @@ collapses. Two checks refuse, cheaply and before a body is parsed, what would be
   answered) are bounded by a limit that adapts to the measured latency of the answers, so
   that the work the batcher's queue does not see (reading, parsing, answering; a CPU shared
   with other processes) is covered too. Additive increase while answers are on time and the
-  limit is in use; multiplicative decrease when one is late, at most once per `limit`
-  answers (the requests admitted before the cut must not cut it again). So in flight stays
-  near what the server completes within the target, however much more is offered.
+  limit is in use; multiplicative decrease when more of the latest WINDOW answers took
+  longer than HEADROOM x the target than the target's percentile allows (a tail of slow
+  answers at light load is the service's own, not a queue). So in flight stays near what
+  the server completes within the target, however much more is offered.
 """
 
 from __future__ import annotations
 
-DECREASE = 0.75  # the limit's factor after a late answer
+from collections import deque
+
+DECREASE = 0.75  # the limit's factor when too many of the latest answers were late
+WINDOW = 20  # the latest answers judged
 START = 8.0  # requests in flight allowed before answers were measured (it grows from there)
-HEADROOM = 0.7  # the share of the target an answer may take inside the server: the rest is
-# for what it cannot see (the kernel's and the event loop's backlog, the network); at 5x the
-# capacity offered on 2 shared cores, 0.7 gave 0.71-0.92 of capacity within the target and
-# 1.0 gave 0.47-0.68 (3 runs each)
+HEADROOM = 0.7  # the share of the target an answer may take inside the server: the rest
+# is for what it cannot see (the kernel's and the event loop's backlog, the network). At 5x
+# the capacity on 2 cores shared with the load generator, 0.7 kept 0.67 of the capacity
+# within the target where 0.85 kept 0.47 (one run each; benchmarks/serving_overload.py)
 
 
 class InflightLimit:
-    """At most `limit` requests in flight, the limit adapted to answers' latency against
-    HEADROOM x `target_s`; never below 1 nor above `ceiling`."""
+    """At most `limit` requests in flight, the limit adapted to how many of the latest
+    answers took longer than HEADROOM x `target_s`: more than `late_share` of them (the
+    share the target's percentile allows) cuts it, an answer on time while at least half of
+    it was in use grows it. Never below 1 nor above `ceiling`."""
 
-    def __init__(self, target_s: float, ceiling: int) -> None:
+    def __init__(self, target_s: float, ceiling: int, late_share: float = 0.05) -> None:
         self.budget_s, self.ceiling = HEADROOM * target_s, max(1, ceiling)
+        self.late_share = late_share
         self.limit = min(START, float(self.ceiling))
         self.inside = 0  # requests in flight now
-        self._since_cut = 0  # answers since the last decrease
+        self._late: deque[bool] = deque(maxlen=WINDOW)  # the latest answers: late or not
 
     def full(self) -> bool:
         """No room for one more request now."""
@@ -45,14 +52,15 @@ class InflightLimit:
     def leave(self, latency_s: float | None) -> None:
         """A request left; `latency_s`: its arrival -> answer time (None: no answer that
         says anything about the service, e.g. the client went away)."""
-        busy = self.inside >= int(self.limit)  # was the limit in use?
+        busy = 2 * self.inside >= self.limit  # was half of the limit in use, at least?
         self.inside -= 1
         if latency_s is None:
             return
-        self._since_cut += 1
-        if latency_s > self.budget_s:
-            if self._since_cut >= int(self.limit):  # from what was in use, not the bound
-                self.limit = max(1.0, min(self.limit, self.inside + 1.0) * DECREASE)
-                self._since_cut = 0
-        elif busy:
+        late = latency_s > self.budget_s
+        self._late.append(late)
+        if len(self._late) == WINDOW and sum(self._late) > self.late_share * WINDOW:
+            # cut from what was in use, not from the bound; judge afresh after a cut
+            self.limit = max(1.0, min(self.limit, self.inside + 1.0) * DECREASE)
+            self._late.clear()
+        elif not late and busy:
             self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)

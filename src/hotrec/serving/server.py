@@ -93,6 +93,7 @@ def create_app(
     app.add_middleware(
         PredictGuard, max_body=max_body, max_inflight=inflight, batcher=batcher, metrics=metrics,
         body_timeout_s=body_timeout_s, max_buffered=int(max_buffered_mb * (1 << 20)),
+        late_share=1.0 - percentile / 100.0,
     )  # fmt: skip
     info = server_info(predictor, policy, target_ms, percentile, max_items, max_queue)
 
@@ -199,7 +200,7 @@ class PredictGuard:
 
     def __init__(
         self, app, max_body: int, max_inflight: int, batcher: Batcher, metrics: ServingMetrics,
-        body_timeout_s: float = 10.0, max_buffered: int = 64 << 20,
+        body_timeout_s: float = 10.0, max_buffered: int = 64 << 20, late_share: float = 0.05,
     ) -> None:  # fmt: skip
         self.app, self.max_body, self.max_inflight = app, max_body, max_inflight
         self.batcher, self.metrics = batcher, metrics
@@ -207,7 +208,7 @@ class PredictGuard:
         self.budget = BodyBudget(max_buffered)
         # requests in flight, bounded by max_inflight and (admission) by a limit that
         # follows the answers' latency against the policy's target
-        self.limit = InflightLimit(batcher.policy.target_ms / 1e3, max_inflight)
+        self.limit = InflightLimit(batcher.policy.target_ms / 1e3, max_inflight, late_share)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"] != "/predict":

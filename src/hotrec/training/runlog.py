@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from hotrec.fileio import append_json_line, read_json_lines, write_lines_atomic
+from hotrec.progress import console
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -21,8 +22,8 @@ class MetricsLog:
     def __init__(self, path: Path, keep_until_step: int | None = None) -> None:
         self.path = path
         if keep_until_step is not None and path.exists():
-            kept = [json.dumps(r) for r in read_json_lines(path) if _kept(r, keep_until_step)]
-            write_lines_atomic(path, kept)
+            records = read_json_lines(path, on_torn=lambda n: _say_torn(path, n))
+            write_lines_atomic(path, [json.dumps(r) for r in records if _kept(r, keep_until_step)])
         elif keep_until_step is None:
             path.write_text("")
 
@@ -55,3 +56,10 @@ def read_metrics(run_dir: Path) -> list[dict]:
 def _kept(record: dict, until_step: int) -> bool:
     """Records up to the checkpoint's step, minus end-of-run evaluations (the run goes on)."""
     return record.get("step", 0) <= until_step and not record.get("final")
+
+
+def _say_torn(path: Path, line: int) -> None:
+    console.print(
+        f"{path}: dropped its torn last line {line} (a write cut short when the run stopped); "
+        "the log goes on from the checkpoint"
+    )

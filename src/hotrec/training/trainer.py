@@ -28,7 +28,7 @@ from hotrec.training.checkpoint import load_checkpoint, save_checkpoint
 from hotrec.training.context import StepContext
 from hotrec.training.diagnosis import why_non_finite
 from hotrec.training.evaluation import evaluate
-from hotrec.training.interrupts import stop_on_sigint
+from hotrec.training.interrupts import stop_on_signals
 from hotrec.training.optim import build_dense_optimizer
 from hotrec.training.schedules import make_schedule
 from hotrec.training.schedules.base import StepResult
@@ -205,7 +205,7 @@ class Trainer:
         every = self.eval_interval()
         self._val_info = ""
         self.model.train()
-        with stop_on_sigint() as interrupted, make_progress(enabled=self.dist.main) as bar:
+        with stop_on_signals() as interrupted, make_progress(enabled=self.dist.main) as bar:
             task = bar.add_task("train", total=total_steps, completed=st.step, rate="", info="")
             while st.epoch < cfg.epochs and reason == "completed":
                 batches = self.schedule.batches(st.epoch, st.batch)
@@ -262,7 +262,8 @@ class Trainer:
         train_seconds = time.perf_counter() - start
         self._steps_run = st.step - first_step
         self.save()
-        return self._finish(log, reason, train_seconds, st.samples - start_samples)
+        by = interrupted.by if reason == "interrupted" else None
+        return self._finish(log, reason, train_seconds, st.samples - start_samples, by)
 
     def eval_interval(self) -> int:
         """Steps between validations: train.eval_every, or for -1 (auto) once per epoch, or 4
@@ -314,9 +315,13 @@ class Trainer:
                 log.write({**out[split], "step": st.best_step, "final": True, "best": True})
         return out
 
-    def _finish(self, log: runlog.MetricsLog, reason: str, seconds: float, samples: int) -> dict:
+    def _finish(
+        self, log: runlog.MetricsLog, reason: str, seconds: float, samples: int, by: str | None
+    ) -> dict:
+        """result.json (written by the first rank); `by`: the signal that stopped the run."""
         result = {
             "stopped": reason,
+            **({"stopped_by": by} if by else {}),
             "steps": self.state.step,
             "epochs_done": self.state.epoch,
             "samples": self.state.samples,
