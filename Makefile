@@ -43,6 +43,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/representations.py --rows 2000000
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/serving.py --target-ms 50 --name serving_cpu_target50
+	$(BIN)/python benchmarks/serving_overload.py
 
 # On a GPU machine: the CUDA tests and the GPU benchmarks, results in benchmarks/results/*_gpu.*
 # DEVICE=emulated: the same steps at CI size on the CPU (results under benchmarks/work).

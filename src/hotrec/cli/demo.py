@@ -30,6 +30,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from hotrec.data.format import META
     from hotrec.data.synthetic import synthesize
+    from hotrec.training.lock import run_dir_lock
     from hotrec.training.runs import start_run
 
     if not (args.data / META).exists():
@@ -39,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(
         "criteo-kaggle", [f"data.path={str(args.data)!r}", f"train.device={args.device!r}"]
     )
-    trainer = start_run(cfg, args.run_dir, overwrite=True)
-    console.print(f"training the criteo-kaggle DLRM preset; run directory {args.run_dir}")
-    result = trainer.fit()
+    with run_dir_lock(args.run_dir):  # one writer: a second demo there is refused by name
+        trainer = start_run(cfg, args.run_dir, overwrite=True)
+        console.print(f"training the criteo-kaggle DLRM preset; run directory {args.run_dir}")
+        result = trainer.fit()
     print_results(result, title="hotrec demo: criteo-kaggle preset on synthetic data")
     return 0

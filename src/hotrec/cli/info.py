@@ -8,6 +8,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from hotrec.progress import wide_console
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from hotrec.data.stats import skew_summary
 
     ds = open_dataset(args.dataset)
-    console = Console()
+    console = wide_console()
     if args.verify:  # first: a damaged file is named as such before anything reads it
         verify(ds.path, console)
     meta = ds.meta

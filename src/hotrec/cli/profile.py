@@ -6,10 +6,10 @@ import argparse
 import time
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
 from hotrec.errors import HotrecError
+from hotrec.progress import wide_console
 
 CURVE_STEPS = range(-6, 3)  # budgets from 1/64x to 4x the chosen one, doubling
 
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     hot.stats.update(dataset=str(ds.path), split=args.split)
     hot.save(out)
 
-    console = Console()
+    console = wide_console()
     console.print(
         f"profiled {profiler.sampled_inputs_:,} of {len(sparse):,} {args.split} inputs "
         f"({profiler.sampled_blocks_} block(s) of up to {args.block_rows:,}, seed {args.seed}) "

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
+from hotrec.progress import wide_console
+
+console = wide_console()
 
 
 def print_dataset_summary(path: Path) -> None:

@@ -25,8 +25,9 @@ WINDOW = 20  # the latest answers judged
 START = 8.0  # requests in flight allowed before answers were measured (it grows from there)
 HEADROOM = 0.7  # the share of the target an answer may take inside the server: the rest
 # is for what it cannot see (the kernel's and the event loop's backlog, the network). At 5x
-# the capacity on 2 cores shared with the load generator, 0.7 kept 0.67 of the capacity
-# within the target where 0.85 kept 0.47 (one run each; benchmarks/serving_overload.py)
+# the capacity on 2 cores shared with the load generator (the artifact and load of
+# benchmarks/serving_overload.py, one 4 s run each), 0.7 kept 0.67 of the capacity within
+# the target where 0.85 kept 0.47
 
 
 class InflightLimit:

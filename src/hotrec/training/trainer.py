@@ -205,7 +205,7 @@ class Trainer:
         every = self.eval_interval()
         self._val_info = ""
         self.model.train()
-        with stop_on_signals() as interrupted, make_progress(enabled=self.dist.main) as bar:
+        with stop_on_signals() as interrupted, make_progress("steps", self.dist.main) as bar:
             task = bar.add_task("train", total=total_steps, completed=st.step, rate="", info="")
             while st.epoch < cfg.epochs and reason == "completed":
                 batches = self.schedule.batches(st.epoch, st.batch)
