@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import NoReturn
 
 from hotrec.cli.report import console, print_representations, print_results
 from hotrec.config import CHOICES, PRESETS, load_config, preset_for_meta
@@ -291,7 +293,7 @@ def shortcut_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hotrec.distributed.group import env_rank, launched
+    from hotrec.distributed.group import env_part, env_rank, launched
 
     if args.nproc is not None and args.nproc < 1:
         raise HotrecError(f"--nproc must be at least 1, got {args.nproc}")
@@ -305,13 +307,25 @@ def run(args: argparse.Namespace) -> int:
     # one writer per run directory: this process, or the launcher of these ranks
     locked = os.environ.get(LOCKED_BY_LAUNCHER) == "1" or (launched() and env_rank() != 0)
     with nullcontext() if locked else run_dir_lock(args.resume or args.run_dir, args.force):
-        if not (args.nproc and args.nproc > 1 and not launched()):
-            return _train(args)
-        os.environ[LOCKED_BY_LAUNCHER] = "1"  # the ranks inherit it
-        try:
-            return launch(args)
-        finally:
-            os.environ.pop(LOCKED_BY_LAUNCHER, None)
+        if args.nproc and args.nproc > 1 and not launched():
+            os.environ[LOCKED_BY_LAUNCHER] = "1"  # the ranks inherit it
+            try:
+                return launch(args)
+            finally:
+                os.environ.pop(LOCKED_BY_LAUNCHER, None)
+        code = _train(args)
+    # a rank of a process group ends at once, its lock released above
+    return exit_rank(code) if launched() and env_part()[1] > 1 else code
+
+
+def exit_rank(code: int) -> NoReturn:
+    """End a rank of a process group now that everything is written and the group is left:
+    interpreter shutdown in such a process (gloo's and DDP's C++ objects, daemon threads)
+    has been seen to abort a rank after a complete run (SIGABRT, "terminate called without
+    an active exception"), failing it with nothing lost."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _train(args: argparse.Namespace) -> int:

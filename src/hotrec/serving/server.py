@@ -191,8 +191,9 @@ def create_app(
 class PredictGuard:
     """ASGI middleware for POST /predict. Before reading a body it refuses, unread, bodies
     over max_body bytes (413, by Content-Length) and requests predicted to miss the target
-    (503: the measured service rate says the requests already inside would make it late, or
-    the batcher's queue alone would; see serving/admission.py). It then reads the body in full
+    (503: as many requests are in flight as the server answers within the target, an
+    adaptive limit, or the batcher's queue would make it late; see serving/admission.py).
+    It then reads the body in full
     within body_timeout_s (408) and the shared byte budget (503), and only then stamps the
     arrival time and counts the request in flight (503 beyond max_inflight). A slow client
     thus holds neither an in-flight slot nor more than its own bytes. Answers are counted by
