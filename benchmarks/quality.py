@@ -109,7 +109,7 @@ def boosted_trees(ds, seed: int) -> dict:
 def hotrec_run(data: Path, interaction: str | None, seed: int, workdir: Path, preset=None) -> dict:
     """One hotrec training with default flags: the preset of the dataset's source (or
     `preset`), the seed and, unless None (the preset's own), the interaction."""
-    from hotrec.cli.train import resolve_preset
+    from hotrec.cli.train_options import resolve_preset
     from hotrec.config import load_config
     from hotrec.training.runs import start_run
 

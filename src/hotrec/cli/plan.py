@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from hotrec.cli.report import console
-from hotrec.cli.train import add_set_option, resolve_preset
+from hotrec.cli.train_options import add_set_option, resolve_preset
 from hotrec.config import PRESETS, load_config
 from hotrec.errors import HotrecError
 
