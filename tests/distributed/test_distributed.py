@@ -128,9 +128,18 @@ def test_a_failing_rank_stops_every_rank_with_one_line(tmp_path, data):
     assert "Traceback" not in run.stderr, run.stderr
 
 
-def test_ctrl_c_stops_every_rank_with_a_checkpoint_that_one_process_resumes(tmp_path, data):
-    """Ctrl-C reaches the launcher and torchrun (one process group), torchrun passes it to the
-    ranks, which stop at the same step and checkpoint; the run resumes on one process."""
+@pytest.mark.parametrize(
+    "to_group, name",
+    [(True, "SIGINT"), (False, "SIGTERM")],
+    ids=["ctrl-c-to-the-group", "sigterm-to-the-launcher-alone"],
+)
+def test_a_stop_signal_stops_every_rank_with_a_checkpoint_that_one_process_resumes(
+    tmp_path, data, to_group, name
+):
+    """Ctrl-C reaches the launcher and torchrun (one process group); SIGTERM from `docker
+    stop` or Kubernetes the launcher alone. Either way the ranks get it once, stop at the
+    same step and checkpoint; the launcher releases the run directory's lock, ends with 128 +
+    the signal's number, and the run resumes on one process."""
     import signal
 
     args = [sys.executable, "-m", "hotrec", "train", "--data", str(data), "--run-dir", "run",
@@ -145,12 +154,15 @@ def test_ctrl_c_stops_every_rank_with_a_checkpoint_that_one_process_resumes(tmp_
             break
         time.sleep(0.2)
     assert proc.poll() is None, proc.communicate()
-    os.killpg(proc.pid, signal.SIGINT)
+    sig = signal.Signals[name]
+    os.killpg(proc.pid, sig) if to_group else proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 128 + sig, err
     assert "Traceback" not in err, err
     result = json.loads((tmp_path / "run" / "result.json").read_text())
-    assert result["stopped"] == "interrupted" and "continue with" in out
+    assert result["stopped"] == "interrupted" and result["stopped_by"] == name
+    assert f"stopped by {name} at step" in out and "continue with" in out
+    assert not (tmp_path / "run" / ".lock").exists()
     steps = result["steps"]
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert ckpt["state"]["step"] == steps

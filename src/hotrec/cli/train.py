@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -137,7 +138,19 @@ def _train(args: argparse.Namespace) -> int:
                 f"hotrec train --resume {trainer.run_dir}"
             )
     leave(trainer.dist)
-    return 0
+    return stopped_code(result)
+
+
+def stopped_code(result: dict) -> int:
+    """128 + the signal's number for a run a signal stopped (130 Ctrl-C, 143 SIGTERM), so a
+    scheduler does not take it for finished; 0 otherwise. A rank of `--nproc` ends with 0:
+    its launcher reports the signal it passed on."""
+    from hotrec.distributed.group import launched
+
+    by = result.get("stopped_by")
+    if result["stopped"] != "interrupted" or not by or launched():
+        return 0
+    return 128 + int(signal.Signals[by])
 
 
 def launch(args: argparse.Namespace) -> int:

@@ -5,19 +5,29 @@ environment, and when one fails it stops the others. This launcher builds its co
 and keeps the terminal readable: the ranks' own output passes through; torchrun's log lines
 and its closing traceback do not; a rank's one-line error is shown once, and a failure
 without one ends with a line naming the rank and its exit code.
+
+Stop signals: torchrun runs in a session of its own, so a signal reaches it only through this
+launcher, once: Ctrl-C or SIGTERM sent to the launcher alone (`docker stop`, Kubernetes) or
+to its whole process group (a terminal, systemd) is passed on to torchrun, which passes it
+to the ranks (each in a session of its own too); they stop together after the current step
+with a checkpoint, and the launcher ends with 128 + the signal's number (130, 143).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
+from contextlib import contextmanager
 
 LOG_LINE = re.compile(r"^\[?[IWEF]\d{4} \d\d:\d\d:\d\d")  # torchrun's logger
 FAILED = re.compile(r"failed \(exitcode: (-?\d+)\) local_rank: (\d+)")
 SIGNALLED = re.compile(r"got signal: (2|15)\b|Received Signals\.SIG(INT|TERM)")
 OMP_NOTE = ("*****", "Setting OMP_NUM_THREADS")
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
@@ -29,27 +39,55 @@ def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
 
 
 def run_torchrun(nproc: int, argv: list[str], command: str = "train") -> int:
-    """Run the ranks; 0 when every rank finished, else the failed rank's exit status."""
+    """Run the ranks; 0 when every rank finished, 128 + the signal's number when a stop
+    signal ended them (each with a checkpoint), else the failed rank's exit status."""
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")  # the ranks share the cores (--threads sets more)
     proc = subprocess.Popen(
-        torchrun_command(nproc, argv), stderr=subprocess.PIPE, text=True, env=env
+        torchrun_command(nproc, argv),
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,  # signals reach it through forward_signals only: once
     )
+    with forward_signals(proc) as received:
+        code = _show(proc, command)
+    if received:
+        return 128 + received[0]
+    return code
+
+
+@contextmanager
+def forward_signals(proc: subprocess.Popen):
+    """Pass SIGINT, SIGTERM and SIGHUP on to `proc` while the block runs; yields the list of
+    the signals received, first first."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def forward(signum, frame):
+        received.append(signum)
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in FORWARDED}
+    try:
+        yield received
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _show(proc: subprocess.Popen, command: str) -> int:
+    """Show torchrun's output as the module docstring says; its exit status."""
     said: set[str] = set()
     failed = None  # (exit code, local rank) of the first failure torchrun reported
     stopped: list[str] = []  # peers' "stopped: another rank failed", shown only when alone
-    interrupted = False  # Ctrl-C (or SIGTERM): torchrun passes it on to the ranks
+    interrupted = 0  # the stop signal torchrun passed on to the ranks (its number)
     tail = False  # past the start of torchrun's closing report
-    lines = iter(proc.stderr)
-    while True:
-        try:
-            line = next(lines, None)
-        except KeyboardInterrupt:  # torchrun got it too and passes it on to the ranks, which
-            interrupted = True  # stop together after the current step, with a checkpoint
-            continue
-        if line is None:
-            break
-        interrupted = interrupted or bool(SIGNALLED.search(line))
+    for line in proc.stderr:
+        interrupted = interrupted or _signal_in(line)
         if tail:
             continue  # torchrun's closing report and traceback
         match = FAILED.search(line)
@@ -73,9 +111,9 @@ def run_torchrun(nproc: int, argv: list[str], command: str = "train") -> int:
         said.add(key)
         sys.stderr.write(line)
         sys.stderr.flush()
-    code = _wait(proc)
+    code = proc.wait()
     if interrupted:
-        return 130
+        return 128 + interrupted
     errors = any(": error: " in key for key in said)
     if code and not errors:
         if stopped:
@@ -86,6 +124,14 @@ def run_torchrun(nproc: int, argv: list[str], command: str = "train") -> int:
                 f"hotrec {command}: error: rank {rank} failed (exit code {status})", file=sys.stderr
             )
     return 2 if code and errors else code
+
+
+def _signal_in(line: str) -> int:
+    """The number of the stop signal torchrun reports receiving in `line`, else 0."""
+    match = SIGNALLED.search(line)
+    if match is None:
+        return 0
+    return int(match.group(1) or signal.Signals["SIG" + match.group(2)])
 
 
 def rank_argv(argv: list[str], run_dir: str | None) -> list[str]:
@@ -105,12 +151,3 @@ def rank_argv(argv: list[str], run_dir: str | None) -> list[str]:
     if run_dir is not None:
         out += ["--run-dir", run_dir]
     return out
-
-
-def _wait(proc: subprocess.Popen) -> int:
-    """torchrun's exit status (a second Ctrl-C while it shuts the ranks down is ignored)."""
-    while True:
-        try:
-            return proc.wait()
-        except KeyboardInterrupt:
-            continue
