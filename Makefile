@@ -37,6 +37,7 @@ test: $(DEV_STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/prepare_throughput.py
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/precision.py
 	$(BIN)/python benchmarks/schedules.py
 	$(BIN)/python benchmarks/slipstream.py
 	$(BIN)/python benchmarks/drift.py

@@ -169,7 +169,7 @@ def train_and_evaluate(args, view, periods, interaction: str, seed: int) -> dict
     per_period = {}
     for label, rows in periods.items():
         loader = BatchLoader(rows_of(view.base, rows), trainer.cfg.data.eval_batch_size)
-        m = evaluate(trainer.model, loader, trainer.device, trainer.cfg.train.precision)
+        m = evaluate(trainer.model, loader, trainer.device, trainer.precision)
         per_period[label] = {"auc": round(m["auc"], 6), "logloss": round(m["logloss"], 6)}
     return {
         "train_samples": result["samples"],

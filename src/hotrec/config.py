@@ -71,7 +71,7 @@ class TrainConfig:
     seed: int = 0  # seeds initialization and shuffling
     device: str = "auto"  # auto | cpu | cuda | emulated (the CPU made as strict as CUDA)
     threads: int = 0  # torch intra-op threads (0 = torch's default)
-    precision: str = "fp32"  # fp32 | bf16 (autocast of MLPs/interaction; rows and loss stay fp32)
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast of MLPs/interaction; rows stay fp32)
     deterministic: bool = False  # deterministic kernels only (torch's setting + cuBLAS workspace)
     dist_backend: str = "auto"  # several ranks: auto (gloo on the CPU, nccl on a GPU) | gloo | nccl
     dist_timeout_s: float = 300.0  # several ranks: a collective waiting longer fails the run
@@ -195,7 +195,7 @@ CHOICES = {
     "train.device": ("auto", "cpu", "cuda", "emulated"),
     "train.dist_backend": ("auto", "gloo", "nccl"),
     "train.dist_sharding": ("rows", "tables"),
-    "train.precision": ("fp32", "bf16"),
+    "train.precision": ("auto", "fp32", "bf16"),
     "placement.slipstream_mode": ("skip", "freeze"),
     "placement.hotline_split": ("auto", "split", "fused"),
 }

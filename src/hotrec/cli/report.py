@@ -57,7 +57,9 @@ def print_results(result: dict, title: str = "results") -> None:
     console.print(table)
     if trained:
         console.print(
-            f"{result['steps']:,} steps on {result['device']}; stopped: {result['stopped']}"
+            f"{result['steps']:,} steps on {result['device']}"
+            + (f" in {result['precision']}" if result.get("precision") else "")
+            + f"; stopped: {result['stopped']}"
         )
     syncs = result.get("syncs_per_step")
     if syncs:

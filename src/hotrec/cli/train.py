@@ -128,6 +128,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.representations:
         return run_representations(args, overrides)
     trainer = _trainer(args, overrides, main_rank)
+    if main_rank:
+        console.print(f"precision: {trainer.precision} ({trainer.precision_why})")
     result = trainer.fit()
     if trainer.dist.main:
         print_results(result, title=f"hotrec train: {trainer.run_dir}")

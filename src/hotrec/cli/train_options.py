@@ -192,8 +192,10 @@ def add_shortcuts(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--precision",
-        choices=("fp32", "bf16"),
-        help="bf16 = mixed-precision MLPs (faster on AMX CPUs and GPUs)",
+        choices=("auto", "fp32", "bf16"),
+        help="bf16: the MLPs and the interaction under bf16 autocast (rows, their optimizer "
+        "and the loss stay fp32); auto (default): bf16 where the hardware computes it "
+        "natively (CPUs with AMX or AVX512-BF16, CUDA compute capability 8.0+), else fp32",
     )
 
 

@@ -25,6 +25,7 @@ everything CUDA enforces made strict, for CI).
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from contextlib import contextmanager
@@ -262,6 +263,11 @@ class Device:
         """The device type torch.autocast takes for this device."""
         return self.torch_device.type
 
+    def native_bf16(self) -> str | None:
+        """What makes this device compute bf16 natively (`--precision auto` picks bf16 then),
+        or None."""
+        return None
+
     def reset_counters(self) -> None:
         self.syncs = 0
 
@@ -280,6 +286,13 @@ class HostDevice(Device):
     @property
     def torch_device(self) -> torch.device:
         return torch.device("cpu")
+
+    def native_bf16(self) -> str | None:
+        flags = cpu_flags()
+        for flag in BF16_FLAGS:
+            if flag in flags:
+                return f"this CPU has {flag}"
+        return None
 
     def to_device(self, t: torch.Tensor) -> torch.Tensor:
         return t
@@ -300,3 +313,19 @@ class HostDevice(Device):
             return src, Event()
         dst.copy_(src)
         return dst, Event()
+
+
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # CPU features that compute bf16 matmuls natively
+
+
+@functools.cache
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's feature flags as Linux lists them (empty where there is no such file)."""
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()

@@ -135,6 +135,10 @@ class CudaDevice(Device):
         free, _ = torch.cuda.mem_get_info(self._device)
         return int(free)
 
+    def native_bf16(self) -> str | None:
+        major, minor = torch.cuda.get_device_capability(self._device)
+        return f"compute capability {major}.{minor}" if major >= 8 else None
+
 
 @contextmanager
 def _debug_mode(mode: int):

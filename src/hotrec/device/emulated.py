@@ -162,6 +162,9 @@ class EmulatedDevice(Device):
     def autocast_type(self) -> str:
         return "cpu"
 
+    def native_bf16(self) -> str | None:
+        return None  # CPU autocast skips device tensors: bf16 is not emulated
+
     # -- counting ---------------------------------------------------------------------------
     def reset_counters(self) -> None:
         with self._lock:

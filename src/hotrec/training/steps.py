@@ -16,7 +16,7 @@ from hotrec.types import Batch
 if TYPE_CHECKING:
     from hotrec.training.context import StepContext
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16")  # what runs; "auto" picks one of them (resolve_precision)
 
 
 class NonFiniteLoss(HotrecError):
@@ -30,6 +30,18 @@ def autocast(device, precision: str):
         raise HotrecError(f"unknown precision {precision!r}: use {' or '.join(PRECISIONS)}")
     kind = device.autocast_type() if hasattr(device, "autocast_type") else device.type
     return torch.autocast(kind, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def resolve_precision(asked: str, device) -> tuple[str, str]:
+    """(the precision to run, why): `asked` itself, or for "auto" bf16 where `device` (a
+    Device) computes it natively, else fp32."""
+    if asked != "auto":
+        autocast(device, asked)  # validates it
+        return asked, "asked for"
+    native = device.native_bf16()
+    if native:
+        return "bf16", f"auto: {native}"
+    return "fp32", f"auto: no native bf16 on {device}"
 
 
 def read_after_backward(device, loss: torch.Tensor, embeddings) -> float:

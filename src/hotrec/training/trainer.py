@@ -32,7 +32,7 @@ from hotrec.training.interrupts import stop_on_signals
 from hotrec.training.optim import build_dense_optimizer
 from hotrec.training.schedules import make_schedule
 from hotrec.training.schedules.base import StepResult
-from hotrec.training.steps import NonFiniteLoss, autocast
+from hotrec.training.steps import NonFiniteLoss, resolve_precision
 from hotrec.training.timers import StepTimer, SyncsPerStep
 
 
@@ -66,8 +66,8 @@ class Trainer:
         self.dist = from_env(cfg.train.device, cfg.train.dist_backend, cfg.train.dist_timeout_s)
         self.device = make_device(cfg.train.device)
         check_supported(cfg, self.device.name, self.dist)
-        autocast(self.device, cfg.train.precision)  # validates the option early
-        if cfg.train.precision == "bf16" and self.device.name == "emulated":
+        self.precision, self.precision_why = resolve_precision(cfg.train.precision, self.device)
+        if self.precision == "bf16" and self.device.name == "emulated":
             raise HotrecError(
                 "--precision bf16 is not emulated (CPU autocast skips device tensors): use "
                 "fp32 on --device emulated"
@@ -106,7 +106,7 @@ class Trainer:
             device=self.device,
             dense_opt=self.dense_opt,
             timer=self.timer,
-            precision=cfg.train.precision,
+            precision=self.precision,
             placement=cfg.placement,
             data=cfg.data,
             seed=cfg.train.seed,
@@ -181,7 +181,7 @@ class Trainer:
             part=self.part,
         )
         with self.timer.section("eval"):
-            return evaluate(self.model, loader, self.device, self.cfg.train.precision, self.dist)
+            return evaluate(self.model, loader, self.device, self.precision, self.dist)
 
     # -- the loop ------------------------------------------------------------------------------
     def step(self, batch) -> StepResult:
@@ -328,6 +328,8 @@ class Trainer:
             "wall_s": round(seconds, 3),
             "samples_per_s": round(samples / seconds, 1) if seconds > 0 else 0.0,
             "device": str(self.device),
+            "precision": self.precision,
+            "precision_why": self.precision_why,
             **({"syncs_per_step": self.syncs.summary} if self.syncs.summary else {}),
             "placement": self.schedule.stats(),
             "embedding": self._describe_embedding(),
