@@ -6,8 +6,10 @@ Runs, in order, each as its own process with what is left of the time budget:
                hidden one raised by torch's sync debug mode);
   2. schedules baseline, device_only, fae and hotline, each with and without Slipstream, on
                tables at least 20x the hot budget (benchmarks/schedules.py);
-  3. training  the training-throughput benchmark (benchmarks/train_throughput.py);
-  4. serving   the serving profile and load sweep (benchmarks/serving.py).
+  3. slipstream fae (and hotline) without and with Slipstream's compaction, interleaved:
+               epoch time saved against the share of samples skipped (benchmarks/slipstream.py);
+  4. training  the training-throughput benchmark (benchmarks/train_throughput.py);
+  5. serving   the serving profile and load sweep (benchmarks/serving.py).
 Writes each step's JSON + PNG as <name>_<suffix> (suffix "gpu" on CUDA) and a summary
 gpu_check_<suffix>.json with the device's name, every step's status, wall time and command.
 
@@ -60,6 +62,16 @@ SIZES = {
             "0",
         ],  # fmt: skip
         "serving": ["--rows", "100000", "--points", "4", "--duration", "4"],
+        "slipstream": [
+            "--rows",
+            "300000",
+            "--rounds",
+            "2",
+            "--schedules",
+            "fae",
+            "hotline",
+            "--curve",
+        ],  # fmt: skip
     },
     "ci": {
         "tests": ["-k", "emulated and sync_budget"],
@@ -74,6 +86,19 @@ SIZES = {
             "1",
             "--sync-steps",
             "3",
+        ],  # fmt: skip
+        "slipstream": [
+            "--rows",
+            "20000",
+            "--max-table-rows",
+            "3000",
+            "--hot-budget",
+            "16KiB",
+            "--rounds",
+            "1",
+            "--schedules",
+            "fae",
+            "--curve",
         ],  # fmt: skip
         "training": [
             "--rows",
@@ -141,6 +166,19 @@ def step_commands(args: argparse.Namespace, suffix: str) -> list[tuple[str, list
                 f"schedules_{suffix}",
                 *common,
                 *size["schedules"],
+            ],
+        ),  # fmt: skip
+        (
+            "slipstream",
+            py
+            + [
+                str(HERE / "slipstream.py"),
+                "--device",
+                args.device,
+                "--name",
+                f"slipstream_{suffix}",
+                *common,
+                *size["slipstream"],
             ],
         ),  # fmt: skip
         (

@@ -159,7 +159,7 @@ def plot(result: dict, path: Path) -> None:
 def main() -> None:
     p = training_args(__doc__)
     p.add_argument("--hot-budget", default="16MiB", help="device bytes for hot rows (fae, hotline)")
-    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (order alternating)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--slipstream", action="store_true", help="each schedule with Slipstream too")
     p.add_argument(

@@ -102,6 +102,7 @@ class PlacementConfig:
     slipstream_target: float = 0.3  # D: share of hot inputs to make skippable (0 = skip nothing)
     slipstream_tolerance: float = 0.08  # accepted distance of the skipped share from D
     slipstream_alpha: int = 0  # stale lookups that make an input skippable (0 = all of them)
+    slipstream_compact: bool = False  # kept inputs re-packed into full batches (one process)
     slipstream_mode: str = (
         "skip"  # skip: drop stale inputs; freeze: keep them, stop updating stale rows
     )

@@ -47,6 +47,7 @@ SHORTCUTS = {
     "slipstream_sample": "placement.slipstream_sample",
     "slipstream_alpha": "placement.slipstream_alpha",
     "slipstream_mode": "placement.slipstream_mode",
+    "slipstream_compact": "placement.slipstream_compact",
 }
 
 
@@ -183,6 +184,13 @@ def add_shortcuts(p: argparse.ArgumentParser) -> None:
         "--slipstream-alpha",
         type=int,
         help="stale lookups that make an input skippable (0 = all, the default)",
+    )
+    s.add_argument(
+        "--slipstream-compact",
+        action="store_const",
+        const=True,
+        help="skip mode, one process: re-pack the kept inputs into full batches, so skipped "
+        "inputs save whole steps (fewer optimizer steps: see the README for its AUC cost)",
     )
     p.add_argument(
         "--reprofile-every",

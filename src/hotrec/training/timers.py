@@ -8,6 +8,8 @@ side stream that overlaps gathers with compute.
 
 from __future__ import annotations
 
+import collections
+import types
 from collections import defaultdict
 from contextlib import contextmanager
 
@@ -83,18 +85,28 @@ class SyncsPerStep:
     def __init__(self, device: Device) -> None:
         self.device = device
         self.summary: dict = {}
+        self.held = 0  # syncs of batches that ran no step (a filter's queue), for the next one
+        self.held_ops: collections.Counter[str] = collections.Counter()
 
     @contextmanager
     def step(self):
+        """Around one batch; set `.trained = False` on what it yields when no optimizer step
+        ran: its syncs then count toward the next step."""
+        mark = types.SimpleNamespace(trained=True)
         dev = self.device
         if not dev.counts_syncs:
-            yield
+            yield mark
             return
         before, ops_before = dev.syncs, dev.sync_ops.copy()
-        yield
-        n = dev.syncs - before
+        yield mark
+        n = dev.syncs - before + self.held
+        ops = dev.sync_ops - ops_before + self.held_ops
+        if not mark.trained:
+            self.held, self.held_ops = n, ops
+            return
+        self.held, self.held_ops = 0, collections.Counter()
         s = self.summary or {"mean": 0.0, "max": 0, "steps": 0, "total": 0, "by_op": {}}
-        for op, count in (dev.sync_ops - ops_before).items():
+        for op, count in ops.items():
             s["by_op"][op] = s["by_op"].get(op, 0) + count
         s["steps"] += 1
         s["total"] += n

@@ -131,6 +131,7 @@ class Trainer:
             "model": without_stores(self.model, model) if self.dist.active else model,
             "dense_optimizer": dev.state_to_host(self.dense_opt.state_dict()),
             "state": asdict(self.state),
+            "schedule": self.schedule.state(),
             "config": self.cfg.to_dict(),
         }
 
@@ -166,6 +167,7 @@ class Trainer:
             ) from None
         self.state = TrainState(**ckpt["state"])
         self.schedule.reload()
+        self.schedule.load_state(ckpt.get("schedule") or {})
 
     # -- evaluation ----------------------------------------------------------------------------
     def eval_split(self, split: str, max_rows: int = 0) -> dict[str, float] | None:
@@ -188,8 +190,10 @@ class Trainer:
         """One optimizer step on one batch, the way the schedule runs it; on a device that
         counts device-to-host synchronizations, the step's count is kept."""
         self.ctx.step = self.state.step
-        with self.syncs.step():
-            return self.schedule.step(batch)
+        with self.syncs.step() as mark:
+            result = self.schedule.step(batch)
+            mark.trained = result.trained
+        return result
 
     def fit(self, should_stop: Callable[[TrainState], bool] | None = None) -> dict:
         """Train until the configured epochs / max_steps, an interrupt, or should_stop(state)."""

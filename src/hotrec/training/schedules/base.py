@@ -120,6 +120,14 @@ class Schedule:
         self.ctx = ctx
         self.generation = 0  # bumped when the hot set changes: older items are prepared again
 
+    # -- what a checkpoint keeps besides the model -------------------------------------------
+    def state(self) -> dict:
+        """Tensors and numbers a resume needs besides the model (a filter's queue)."""
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        """Take back what `state` returned, after a checkpoint was restored."""
+
     # -- the epoch ------------------------------------------------------------------------------
     def num_batches(self) -> int:
         return len(self.ctx.loader)

@@ -6,7 +6,8 @@ batches), snapshot again; fit the staleness detector on a sample of the hot inpu
 has not trained yet; from then on, hot inputs whose lookups are all (or `alpha`) stale get
 no forward and no backward for the rest of the epoch (mode "skip"), or stale rows get no
 update while every input trains (mode "freeze", through the row part's update filter).
-Cold inputs are never skipped.
+Cold inputs are never skipped. With `compact` (one process) the kept inputs
+are re-packed into full mini-batches (compaction.py), so skipped inputs remove whole steps.
 
 The hot rows watched are the base schedule's hot set when it has one (fae, hotline: the
 device replica), else a profile of the training split under the same hot budget (baseline,
@@ -22,10 +23,12 @@ import dataclasses
 import numpy as np
 import torch
 
-from hotrec.data.loader import jagged_ids
+from hotrec.data.loader import jagged_ids, make_batch
+from hotrec.errors import HotrecError
 from hotrec.placement.staleness import StalenessDetector
 from hotrec.training.context import StepContext
 from hotrec.training.schedules.base import PAD, Prepared, Schedule, StepResult, per_input
+from hotrec.training.schedules.compaction import Compactor
 from hotrec.training.schedules.placed import obtain_hotset
 from hotrec.types import Bags, Batch
 
@@ -47,6 +50,10 @@ class Slipstream(Schedule):
         )
         self.mode = p.slipstream_mode
         self.skipped = self.seen_hot = self.consumed = 0
+        # compaction: one process (ranks would have to agree on when each step runs)
+        self.compactor = Compactor(ctx.loader.batch_size)
+        self.compact = p.slipstream_compact and p.slipstream_mode == "skip" and not ctx.dist.active
+        self.steps_saved = self.compacted_steps = self.steps_run = 0
         self.epochs: list[dict] = []
         self.frozen: torch.Tensor | None = None  # bool [N] host: rows whose updates are held
         self.frozen_grads: torch.Tensor | None = None  # [N, D]: the updates they missed
@@ -63,6 +70,7 @@ class Slipstream(Schedule):
         self.frozen = self.frozen_grads = None  # every epoch starts with all rows live
         self.before = None
         self.fitted = False
+        self.order = self.base.epoch_rows(epoch) if self.compact else None  # rows per batch
         return self.base.batches(epoch, start, self.prepare)
 
     def num_batches(self) -> int:
@@ -85,19 +93,22 @@ class Slipstream(Schedule):
             item = self.prepare(item)
         size = len(item)
         self.consumed += size
-        hot_inputs = item.all_hot()  # [B]
         if item.trains_hot and self.hot_seen == self.begin and self.before is None:
             self.before = self._hot_rows_now()
-        trained = item
+        skip = None
         if self.fitted and self.mode == "skip":
-            trained = self._drop_skippable(item, hot_inputs)
-        self.position += 1
+            skip = self._skippable(item)
+        kept = size - (0 if skip is None else int(skip.sum()))
+        position, self.position = self.position, self.position + 1
+        if self.compact and ((skip is not None and skip.any()) or len(self.compactor)):
+            trained = self._compacted(item, skip, position)
+        else:
+            trained = self._kept(item, skip)
         everyone = None
         if self.fitted and self.mode == "skip" and self.ctx.dist.active:
             trained, everyone = self._across_ranks(item, trained)
-        if trained is None:
-            return StepResult.nothing_trained(size)
-        result = self.base.step(trained)
+        result = None if trained is None else self.base.step(trained)
+        self.steps_run += result is not None
         if everyone is not None:  # the trainer counts the global batch, skipped inputs too
             self.ctx.global_samples = everyone
         if item.trains_hot:
@@ -106,7 +117,52 @@ class Slipstream(Schedule):
                 self._fit()
             elif self._freezing() and self.hot_seen % self.window == 0:
                 self._recheck_frozen()
-        return dataclasses.replace(result, skipped=size - len(trained))
+        if result is None:
+            return StepResult.nothing_trained(size - kept)
+        return dataclasses.replace(result, skipped=size - kept)
+
+    def _skippable(self, item: Prepared) -> torch.Tensor:
+        """bool [B]: the item's hot inputs whose lookups are stale (counted)."""
+        hot = item.all_hot()
+        skip = torch.zeros_like(hot)
+        skip[hot] = self.detector.skippable(item.slots_per_input()[hot])
+        n, n_hot = int(skip.sum()), int(hot.sum())
+        self.skipped += n
+        self.seen_hot += n_hot
+        record = self.epochs[-1]  # this epoch's realized share, over hot inputs after the fit
+        record["skipped"] += n
+        record["hot_inputs_after_fit"] += n_hot
+        return skip
+
+    @staticmethod
+    def _kept(item: Prepared, skip: torch.Tensor | None) -> Prepared | None:
+        """The item without its skipped inputs (a copy: the loop still counts the whole batch
+        as consumed); None when nothing is left."""
+        if skip is None or not skip.any():
+            return item
+        if skip.all():
+            return None
+        return item.select(~skip)
+
+    def _compacted(self, item: Prepared, skip: torch.Tensor | None, position: int):
+        """Kept inputs join the queue; the item of the next full batch, or None. A batch of
+        the cold stream (fae) is never filtered: it runs as it came, unless it is the epoch's
+        last, which takes the queue along."""
+        last = position == len(self.order) - 1
+        if not item.trains_hot and not last:
+            return item
+        rows = self.order[position]
+        if skip is not None:
+            rows = rows[~skip.numpy()]
+        untouched = len(self.compactor) == 0 and len(rows) == len(item)
+        take = self.compactor.add(rows, last)
+        if take is None:
+            self.steps_saved += 1
+            return None
+        self.compacted_steps += 1
+        if untouched and len(take) == len(item):  # the item itself: nothing to read again
+            return item
+        return self.prepare(make_batch(self.ctx.train, take, self.ctx.loader.pin_memory))
 
     def _hot_rows_now(self) -> torch.Tensor:
         """Current values of the watched rows [N, D]: the base's replica when it has one (it
@@ -120,21 +176,6 @@ class Slipstream(Schedule):
         if home is None:  # the store is in host memory
             return store.weight.index_select(0, self.watched).clone()
         return home.to_host(store.weight.index_select(0, home.upload(self.watched)))
-
-    def _drop_skippable(self, item: Prepared, hot: torch.Tensor) -> Prepared | None:
-        """The item without its skippable hot inputs; None when nothing is left."""
-        skip = torch.zeros_like(hot)
-        skip[hot] = self.detector.skippable(item.slots_per_input()[hot])
-        self.skipped += int(skip.sum())
-        self.seen_hot += int(hot.sum())
-        record = self.epochs[-1]  # this epoch's realized share, over hot inputs after the fit
-        record["skipped"] += int(skip.sum())
-        record["hot_inputs_after_fit"] += int(hot.sum())
-        if not skip.any():
-            return item
-        if skip.all():
-            return None
-        return item.select(~skip)  # a copy: the loop still counts the whole batch as consumed
 
     def _across_ranks(self, item: Prepared, trained: Prepared | None):
         """Several ranks: each skipped its own inputs; a step runs when any rank trains one
@@ -244,11 +285,26 @@ class Slipstream(Schedule):
         self.base.reload()
 
     def _time_saved(self) -> float:
-        """Skipped inputs x measured step time per trained input (forward, backward, updates),
-        both counted since this schedule was attached (the timer's seconds are too)."""
+        """An estimate from this run's own step time (forward, backward, updates; counted
+        since this schedule was attached, as the timer's seconds are): steps saved x time
+        per step when compacting, else skipped inputs x time per trained input."""
         seconds = self.ctx.timer.seconds
         busy = sum(seconds.get(k, 0.0) for k in ("transfer", "embedding", "mlp", "optimizer"))
+        if self.compact:
+            return round(self.steps_saved * busy / max(self.steps_run, 1), 2)
         return round(self.skipped * busy / max(self.consumed - self.skipped, 1), 2)
+
+    def state(self) -> dict:
+        return {**self.base.state(), **self.compactor.state()}
+
+    def load_state(self, state: dict) -> None:
+        self.base.load_state(state)
+        self.compactor.load_state(state)
+        if len(self.compactor) and not self.compact:
+            raise HotrecError(
+                f"the checkpoint holds {len(self.compactor):,} inputs Slipstream's compaction "
+                "queued: resume it on one process with placement.slipstream_compact=true"
+            )
 
     def stats(self) -> dict:
         """Counts over every rank (each skips inputs of its own part); time on this rank."""
@@ -266,5 +322,10 @@ class Slipstream(Schedule):
             "skipped_inputs": skipped,
             "skipped_share_of_hot": round(skipped / max(seen_hot, 1), 4),
             "est_time_saved_s": self._time_saved(),
+            **(
+                {"steps_saved": self.steps_saved, "compacted_steps": self.compacted_steps}
+                if self.compact
+                else {}
+            ),
             "slipstream_epochs": epochs,
         }
