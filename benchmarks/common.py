@@ -72,6 +72,14 @@ def ratio_summary(after: list[float], before: list[float]) -> dict:
             "max": round(max(ratios), 3)}  # fmt: skip
 
 
+def spread(values: list[float], digits: int = 4) -> dict:
+    """Median, min and max of a measurement repeated over rounds."""
+    import statistics
+
+    return {"median": round(statistics.median(values), digits),
+            "min": round(min(values), digits), "max": round(max(values), digits)}  # fmt: skip
+
+
 def rate_summary(rates: list[float], base: list[float], versus: str) -> dict:
     """Median samples/s with min-max over rounds, and the per-round ratios to `base`."""
     import statistics

@@ -103,17 +103,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(args, artifact: Path, profile: Path, policy: str) -> tuple[subprocess.Popen, str]:
+def serve_process(artifact: Path, log: Path, *options) -> tuple[subprocess.Popen, str]:
+    """`hotrec serve ARTIFACT --port P *options` as a process writing to `log`; (it, its URL)."""
     port = free_port()
-    cmd = HOTREC + ["serve", str(artifact), "--policy", policy, "--profile", str(profile),
-                    "--port", str(port), "--threads", str(args.threads), "--devices", args.devices,
-                    "--target-ms", str(args.target_ms), "--percentile", str(args.percentile),
-                    "--max-queue", str(args.max_queue),
-                    "--overhead-ms", str(args.overhead_ms)]  # fmt: skip
+    cmd = HOTREC + ["serve", str(artifact), "--port", str(port), *map(str, options)]
     env = {**os.environ, "HOTREC_PROGRESS": "0"}
-    log = open(args.workdir / f"server-{policy.replace(':', '_')}.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
     return proc, f"http://127.0.0.1:{port}"
+
+
+def start_server(args, artifact: Path, profile: Path, policy: str) -> tuple[subprocess.Popen, str]:
+    log = args.workdir / f"server-{policy.replace(':', '_')}.log"
+    return serve_process(artifact, log, "--policy", policy, "--profile", profile,
+                         "--threads", args.threads, "--devices", args.devices,
+                         "--target-ms", args.target_ms, "--percentile", args.percentile,
+                         "--max-queue", args.max_queue, "--overhead-ms", args.overhead_ms)  # fmt: skip
 
 
 def wait_ready(url: str, proc: subprocess.Popen, seconds: float = 120.0) -> dict:

@@ -17,17 +17,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from serving import free_port, wait_ready
+from serving import serve_process, wait_ready
 
-from common import RESULTS, command_line, kaggle_like_dataset, machine, start_plot, write_result
+from common import (
+    RESULTS,
+    command_line,
+    kaggle_like_dataset,
+    machine,
+    spread,
+    start_plot,
+    write_result,
+)
 from hotrec.data.format import open_dataset
 from hotrec.serving.loadgen import QuerySizes, build_queries, capacity, run_rate, summarize
 
@@ -65,18 +71,9 @@ def build_artifact(args: argparse.Namespace) -> Path:
 
 
 def start(args, artifact: Path, profile: Path, extra: list[str], log: Path):
-    port = free_port()
-    cmd = HOTREC + ["serve", str(artifact), "--profile", str(profile), "--port", str(port),
-                    "--threads", str(args.threads), "--target-ms", str(args.target_ms),
-                    "--overhead-ms", str(args.overhead_ms), *extra]  # fmt: skip
-    env = {**os.environ, "HOTREC_PROGRESS": "0"}
-    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def spread(values: list[float]) -> dict:
-    return {"median": round(statistics.median(values), 2), "min": round(min(values), 2),
-            "max": round(max(values), 2)}  # fmt: skip
+    return serve_process(artifact, log, "--profile", profile, "--threads", args.threads,
+                         "--target-ms", args.target_ms, "--overhead-ms", args.overhead_ms,
+                         *extra)  # fmt: skip
 
 
 def main() -> None:

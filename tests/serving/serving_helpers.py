@@ -1,8 +1,16 @@
-"""Tiny artifacts for the serving tests: untrained toy-sized DLRMs with chosen val metrics."""
+"""What the serving tests share: tiny artifacts (untrained toy-sized DLRMs with chosen val
+metrics) and `hotrec serve` run as a process on a free loopback port."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +55,44 @@ def criteo_like_dataset(tmp: Path, vocab: dict[str, list[int]]) -> Path:
     for name, keys in vocab.items():
         np.save(data / "vocab" / f"{name}.npy", np.array(keys, dtype=np.int64))
     return data
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(artifact: Path, *options: str) -> subprocess.Popen:
+    """`hotrec serve ARTIFACT --port P *options` started (not yet healthy); `.url` is its
+    address. Stop it with stop_server."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "hotrec.cli.main", "serve", str(artifact), "--port", str(port),
+           *map(str, options)]  # fmt: skip
+    env = {**os.environ, "HOTREC_PROGRESS": "0"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)  # fmt: skip
+    proc.url, proc.port = f"http://127.0.0.1:{port}", port
+    return proc
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {proc.communicate()}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1) as r:
+                if json.loads(r.read())["status"] == "ok":
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("server did not come up")
+
+
+def stop_server(proc: subprocess.Popen, seconds: float = 60.0) -> str:
+    """SIGTERM, then the server must end cleanly (status 0, no traceback); its output."""
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=seconds)
+    assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+    return stdout + stderr

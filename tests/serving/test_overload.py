@@ -6,18 +6,13 @@ nothing in time, every query waiting behind the ones accepted before it."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 
 import pytest
 
 from hotrec.config import ModelConfig
 from hotrec.data.format import open_dataset
 from hotrec.serving.loadgen import QuerySizes, build_queries, capacity, run_rate
-from tests.serving.serving_helpers import make_artifact
-from tests.serving.test_serving_cli import free_port, wait_healthy
+from tests.serving.serving_helpers import make_artifact, start_server, stop_server, wait_healthy
 
 TARGET_MS = 250.0  # generous for a loaded 2-core runner; the model makes the capacity small
 # a wide top MLP: about 20 ms of compute per 64-item query on one thread, so capacity is set
@@ -36,14 +31,8 @@ def setup(tmp_path_factory):
     servers = {}
     try:
         for name, extra in (("admission", []), ("none", ["--no-admission"])):
-            port = free_port()
-            cmd = [sys.executable, "-m", "hotrec.cli.main", "serve", str(artifact),
-                   "--policy", "static:slow@cpu", "--port", str(port), "--threads", "1",
-                   "--target-ms", str(TARGET_MS), "--overhead-ms", "0", *extra]  # fmt: skip
-            env = {**os.environ, "HOTREC_PROGRESS": "0"}
-            servers[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE,
-                                             stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
-            servers[name].url = f"http://127.0.0.1:{port}"
+            servers[name] = start_server(artifact, "--policy", "static:slow@cpu", "--threads", 1,
+                                         "--target-ms", TARGET_MS, "--overhead-ms", 0, *extra)  # fmt: skip
         for proc in servers.values():
             wait_healthy(proc.url, proc, 120)
         # capacity: measured without admission, before any overload (closed-loop clients)
@@ -51,10 +40,7 @@ def setup(tmp_path_factory):
         yield servers, queries, cap
     finally:
         for proc in servers.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc in servers.values():
-            _, stderr = proc.communicate(timeout=60)
-            assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+            stop_server(proc)
 
 
 def within_target_per_s(url: str, queries, rate: float) -> tuple[float, dict]:

@@ -4,38 +4,19 @@ loadtest against it, graceful stop; and their one-line errors."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 import urllib.request
 
 import pytest
 
 from hotrec.cli.main import main
-from tests.serving.serving_helpers import make_artifact
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.communicate()}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1) as r:
-                if json.loads(r.read())["status"] == "ok":
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("server did not come up")
+from tests.serving.serving_helpers import (
+    free_port,
+    make_artifact,
+    start_server,
+    stop_server,
+    wait_healthy,
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +34,8 @@ def test_profile_serve_loadtest_and_stop(artifact, tmp_path, capsys):
     assert saved["paths"]["large@cpu"]["accuracy"] == 0.75 and saved["inputs"] == "dataset"
     assert "small@cpu" in capsys.readouterr().out
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "hotrec.cli.main", "serve", str(artifact), "--profile",
-           str(profile), "--port", str(port), "--threads", "1", "--target-ms", "50"]  # fmt: skip
-    env = {**os.environ, "HOTREC_PROGRESS": "0"}
-    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=env)  # fmt: skip
+    server = start_server(artifact, "--profile", profile, "--threads", 1, "--target-ms", 50)
+    url = server.url
     try:
         wait_healthy(url, server)
         out = tmp_path / "lt.json"
@@ -85,10 +61,8 @@ def test_profile_serve_loadtest_and_stop(artifact, tmp_path, capsys):
         warm = 3  # the warm-up queries are answered too, and not counted in the report
         assert f'hotrec_requests_total{{status="200"}} {row["answered"] + warm}.0' in metrics
     finally:
-        server.send_signal(signal.SIGTERM)
-        stdout, stderr = server.communicate(timeout=30)
-    assert server.returncode == 0, stderr
-    assert "server stopped (SIGTERM)" in stdout + stderr
+        said = stop_server(server)
+    assert "server stopped (SIGTERM)" in said
 
 
 def test_serving_commands_fail_with_one_line(artifact, tmp_path, capsys):

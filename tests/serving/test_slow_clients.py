@@ -6,11 +6,7 @@ queries keep being answered within their target."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,8 +16,7 @@ import pytest
 
 from hotrec.data.format import open_dataset
 from hotrec.serving.predictor import Predictor
-from tests.serving.serving_helpers import make_artifact
-from tests.serving.test_serving_cli import free_port, wait_healthy
+from tests.serving.serving_helpers import make_artifact, start_server, stop_server, wait_healthy
 
 TARGET_MS = 500  # generous: a loaded 2-core runner also runs the clients
 INFLIGHT = 8
@@ -31,23 +26,15 @@ TIMEOUT_S = 1.0
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     artifact = make_artifact(tmp_path_factory.mktemp("art"))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "hotrec.cli.main", "serve", str(artifact), "--inline",
-           "--policy", "static:small@cpu", "--port", str(port), "--threads", "1",
-           "--target-ms", str(TARGET_MS), "--max-inflight", str(INFLIGHT),
-           "--head-timeout", str(TIMEOUT_S), "--body-timeout", str(TIMEOUT_S),
-           "--max-buffered-mb", "4"]  # fmt: skip
-    env = {**os.environ, "HOTREC_PROGRESS": "0"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)  # fmt: skip
+    proc = start_server(artifact, "--inline", "--policy", "static:small@cpu", "--threads", 1,
+                        "--target-ms", TARGET_MS, "--max-inflight", INFLIGHT,
+                        "--head-timeout", TIMEOUT_S, "--body-timeout", TIMEOUT_S,
+                        "--max-buffered-mb", 4)  # fmt: skip
     try:
-        wait_healthy(url, proc)
-        yield url, port, proc, query(artifact)
+        wait_healthy(proc.url, proc)
+        yield proc.url, proc.port, proc, query(artifact)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+        stop_server(proc)
 
 
 def query(artifact: Path) -> bytes:

@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     with run_dir_lock(args.run_dir):  # one writer: a second demo there is refused by name
         trainer = start_run(cfg, args.run_dir, overwrite=True)
         console.print(f"training the criteo-kaggle DLRM preset; run directory {args.run_dir}")
+        console.print(f"precision: {trainer.precision} ({trainer.precision_why})")
         result = trainer.fit()
     print_results(result, title="hotrec demo: criteo-kaggle preset on synthetic data")
     return 0
