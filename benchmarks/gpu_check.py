@@ -233,7 +233,8 @@ def check_output(name: str, args: argparse.Namespace, suffix: str) -> str | None
         if not n.get("passed"):
             return f"no test ran on {args.device} ({n or 'no report'})"
         return None
-    file = {"schedules": "schedules", "training": "train_throughput", "serving": "serving"}[name]
+    file = {"schedules": "schedules", "slipstream": "slipstream", "training": "train_throughput",
+            "serving": "serving"}[name]  # fmt: skip
     path = args.out / f"{file}_{suffix}.json"
     if not path.exists() or not path.with_suffix(".png").exists():
         return f"{path.name} or its PNG was not written"
