@@ -70,7 +70,7 @@ class Slipstream(Schedule):
         self.frozen = self.frozen_grads = None  # every epoch starts with all rows live
         self.before = None
         self.fitted = False
-        self.order = self.base.epoch_rows(epoch) if self.compact else None  # rows per batch
+        self.order = self.base.epoch_rows(epoch)  # the rows of each batch, in order
         return self.base.batches(epoch, start, self.prepare)
 
     def num_batches(self) -> int:
@@ -213,7 +213,7 @@ class Slipstream(Schedule):
     def _upcoming_hot_slots(self) -> torch.Tensor:
         """Slots [S, K] of a seeded sample of the hot inputs this epoch has not trained yet."""
         ctx = self.ctx
-        order = self.base.epoch_rows(self.epoch)[self.position :]
+        order = self.order[self.position :]
         rows = np.concatenate(order) if order else np.zeros(0, np.int64)
         rng = np.random.default_rng([ctx.seed, self.epoch, 7])
         take = max(1, int(round(ctx.placement.slipstream_sample * len(rows)))) if len(rows) else 0
