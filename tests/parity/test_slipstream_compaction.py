@@ -1,7 +1,9 @@
 """Compaction: the inputs Slipstream keeps are re-packed into full mini-batches, so skipped
 inputs remove whole steps (opt-in: placement.slipstream_compact). Every input of the epoch is
 trained once or skipped once (label and dense sums match), across a checkpoint too; steps
-fall by what was skipped; with nothing skipped (D = 0) the run equals the base schedule."""
+fall by what was skipped, and each step's learning rate is scaled so that an epoch moves the
+model as far as the base schedule's; with nothing skipped (D = 0) the run equals the base
+schedule."""
 
 from __future__ import annotations
 
@@ -26,12 +28,14 @@ def skewed(tmp_path_factory):
 
 def test_the_queue_keeps_arrival_order_and_gives_each_row_once():
     c = Compactor(4)
-    assert c.add(np.array([0, 1, 2])) is None and len(c) == 3
-    assert c.add(np.array([3, 4, 5])).tolist() == [0, 1, 2, 3]
-    assert c.add(np.array([6])) is None
+    assert c.add(np.array([0, 1, 2]), weight=2.0) is None and len(c) == 3
+    rows, scale = c.add(np.array([3, 4, 5]), weight=1.0)
+    assert rows.tolist() == [0, 1, 2, 3] and scale == (3 * 2.0 + 1.0) / 4  # mean weight
+    assert c.add(np.array([6]), weight=4.0) is None
     restored = Compactor(4)
     restored.load_state(c.state())  # what a checkpoint keeps
-    assert restored.add(np.array([7, 8]), last=True).tolist() == [4, 5, 6, 7, 8]  # last: all
+    rows, scale = restored.add(np.array([7, 8]), last=True)  # the epoch's last: all of it
+    assert rows.tolist() == [4, 5, 6, 7, 8] and scale == (1.0 + 1.0 + 4.0 + 1.0 + 1.0) / 5
     assert len(restored) == 0 and restored.add(np.zeros(0, np.int64), last=True) is None
 
 
@@ -42,13 +46,18 @@ class Tally:
         self.trained = np.zeros(2)
         self.skipped = np.zeros(2)
         self.step_sizes: list[int] = []
+        self.lr_scales: list[tuple[float, float]] = []  # (MLPs', rows') learning rate / base
 
     def watch(self, schedule) -> None:
         base_step, skippable = schedule.base.step, schedule._skippable
+        ctx = schedule.ctx
+        dense_lr, row_lr = ctx.dense_opt.param_groups[0]["lr"], ctx.store.lr
 
         def step(item):
             self.trained += sums(item.batch)
             self.step_sizes.append(len(item))
+            in_step = ctx.dense_opt.param_groups[0]["lr"] / dense_lr, ctx.store.lr / row_lr
+            self.lr_scales.append(in_step)
             return base_step(item)
 
         def skip(item):
@@ -92,6 +101,16 @@ def test_each_input_trains_or_is_skipped_once_and_steps_fall(tmp_path, skewed, s
     full = trainer.cfg.data.batch_size
     short = [n for n in tally.step_sizes if n != full]
     assert len(short) <= 2 * (4 if schedule == "fae" else 1)  # an epoch's ends (fae: streams')
+    # each step's learning rate is scaled by its inputs' mean arrival weight (arrival size /
+    # kept of it): summed over steps, scale x inputs gives every input of the epoch, skipped
+    # ones too, as the base schedule's steps do; negative control: unscaled, it falls short
+    scales = np.array(tally.lr_scales)
+    assert np.array_equal(scales[:, 0], scales[:, 1]) and scales.max() > 1.0
+    n = np.array(tally.step_sizes)
+    samples = result["samples"]
+    assert abs(float((scales[:, 0] * n).sum()) - samples) < 1e-6 * samples
+    assert n.sum() < samples - p["skipped_inputs"] / 2
+    assert trainer.ctx.dense_opt.param_groups[0]["lr"] == trainer.cfg.optim.dense_lr
     # without compaction every arrival steps on what is left of it: no step saved
     plain = runs[False][1]
     assert plain["steps"] > result["steps"] and "steps_saved" not in plain["placement"]

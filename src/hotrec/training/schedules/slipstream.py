@@ -27,6 +27,7 @@ from hotrec.data.loader import jagged_ids, make_batch
 from hotrec.errors import HotrecError
 from hotrec.placement.staleness import StalenessDetector
 from hotrec.training.context import StepContext
+from hotrec.training.optim import learning_rates_scaled
 from hotrec.training.schedules.base import PAD, Prepared, Schedule, StepResult, per_input
 from hotrec.training.schedules.compaction import Compactor
 from hotrec.training.schedules.placed import obtain_hotset
@@ -100,14 +101,18 @@ class Slipstream(Schedule):
             skip = self._skippable(item)
         kept = size - (0 if skip is None else int(skip.sum()))
         position, self.position = self.position, self.position + 1
+        scale = 1.0  # the step's learning-rate scale (compaction)
         if self.compact and ((skip is not None and skip.any()) or len(self.compactor)):
-            trained = self._compacted(item, skip, position)
+            trained, scale = self._compacted(item, skip, position)
         else:
             trained = self._kept(item, skip)
         everyone = None
         if self.fitted and self.mode == "skip" and self.ctx.dist.active:
             trained, everyone = self._across_ranks(item, trained)
-        result = None if trained is None else self.base.step(trained)
+        result = None
+        if trained is not None:
+            with learning_rates_scaled(self.ctx.dense_opt, self.ctx.store, scale):
+                result = self.base.step(trained)
         self.steps_run += result is not None
         if everyone is not None:  # the trainer counts the global batch, skipped inputs too
             self.ctx.global_samples = everyone
@@ -145,24 +150,27 @@ class Slipstream(Schedule):
         return item.select(~skip)
 
     def _compacted(self, item: Prepared, skip: torch.Tensor | None, position: int):
-        """Kept inputs join the queue; the item of the next full batch, or None. A batch of
-        the cold stream (fae) is never filtered: it runs as it came, unless it is the epoch's
-        last, which takes the queue along."""
+        """Kept inputs join the queue: (the item of the next full batch or None, its
+        learning-rate scale). A batch of the cold stream (fae) is never filtered: it runs as
+        it came, unless it is the epoch's last, which takes the queue along."""
         last = position == len(self.order) - 1
         if not item.trains_hot and not last:
-            return item
+            return item, 1.0
         rows = self.order[position]
         if skip is not None:
             rows = rows[~skip.numpy()]
         untouched = len(self.compactor) == 0 and len(rows) == len(item)
-        take = self.compactor.add(rows, last)
-        if take is None:
+        weight = len(item) / len(rows) if len(rows) else 1.0  # the arrival's size / kept
+        taken = self.compactor.add(rows, last, weight)
+        if taken is None:
             self.steps_saved += 1
-            return None
+            return None, 1.0
         self.compacted_steps += 1
+        take, scale = taken
         if untouched and len(take) == len(item):  # the item itself: nothing to read again
-            return item
-        return self.prepare(make_batch(self.ctx.train, take, self.ctx.loader.pin_memory))
+            return item, scale
+        batch = make_batch(self.ctx.train, take, self.ctx.loader.pin_memory)
+        return self.prepare(batch), scale
 
     def _hot_rows_now(self) -> torch.Tensor:
         """Current values of the watched rows [N, D]: the base's replica when it has one (it
