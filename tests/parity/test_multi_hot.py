@@ -136,12 +136,14 @@ def state(trainer) -> dict:
     return {k: v.clone() for k, v in host.items()}
 
 
+@pytest.mark.parametrize("compact", [False, True], ids=["", "compacted"])
 @pytest.mark.parametrize("schedule", ["baseline", "fae", "hotline"])
-def test_slipstream_on_bags_of_one_decides_as_on_one_hot(tmp_path, datasets, schedule):
+def test_slipstream_on_bags_of_one_decides_as_on_one_hot(tmp_path, datasets, schedule, compact):
     """The same skip decisions and parameters as on the one-hot data (bags of one), with
-    inputs skipped; wider bags train with Slipstream too."""
+    inputs skipped, also where the kept inputs' bags are re-packed (compaction); wider bags
+    train with Slipstream too."""
     extra = ["train.epochs=2", "placement.slipstream=true", "placement.slipstream_sample=0.3",
-             "placement.hot_budget='2KiB'"]  # fmt: skip
+             "placement.hot_budget='2KiB'", f"placement.slipstream_compact={str(compact).lower()}"]  # fmt: skip
     runs = {}
     for name in ("one_hot", "of_one", "wider"):
         t = make(tmp_path, datasets[name], name, schedule, "sgd", "sgd", "cpu", *extra)
@@ -149,6 +151,7 @@ def test_slipstream_on_bags_of_one_decides_as_on_one_hot(tmp_path, datasets, sch
     (a, ra), (b, rb) = runs["one_hot"], runs["of_one"]
     assert ra["placement"]["skipped_inputs"] > 0
     assert ra["placement"]["skipped_inputs"] == rb["placement"]["skipped_inputs"]
+    assert ra["steps"] == rb["steps"] and (ra["placement"].get("steps_saved", 0) > 0) == compact
     sa, sb = state(a), state(b)
     for k in sa:
         assert torch.equal(sa[k], sb[k]), k

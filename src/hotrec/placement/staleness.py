@@ -9,13 +9,21 @@ hot inputs lands within target_share +- tolerance; when no T does, nothing is sk
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+
+PAD = -2  # pads a multi-hot input's row of slots: not a lookup
+COLD = -1  # a lookup of a row outside the watched hot set: the input is never skippable
 
 
 class StalenessDetector:
     """fit(before [N, D], after [N, D], sample_slots [S, T]) sets change_ [N], threshold_
     (float, or None when no threshold reaches the target), stale_ (bool [N]), skip_share_
-    (skippable share of the sample at threshold_) and iterations_."""
+    (skippable share of the sample at threshold_) and iterations_.
+
+    Inputs are rows of slots [B, W]: a slot in the hot set per lookup, COLD (-1) for a cold
+    lookup, PAD (-2) where a multi-hot input has fewer lookups than the widest. Decisions run
+    in numpy (a few array operations per batch: they sit on the training step's path)."""
 
     def __init__(
         self,
@@ -32,33 +40,42 @@ class StalenessDetector:
         self, before: torch.Tensor, after: torch.Tensor, sample_slots: torch.Tensor
     ) -> StalenessDetector:
         self.change_ = (after - before).abs().amax(dim=1).float()  # [N]
-        self.threshold_, self.iterations_ = self._bisect(sample_slots)
+        sample = sample_slots.numpy()
+        self.threshold_, self.iterations_ = self._bisect(sample)
         self.stale_ = (
             self.change_ < self.threshold_
             if self.threshold_ is not None
             else torch.zeros_like(self.change_, dtype=torch.bool)
         )
-        self.skip_share_ = self._share(sample_slots, self.threshold_)
+        self._stale_table = self._table(self.stale_)
+        self.skip_share_ = self._share(sample, self.threshold_)
         return self
 
-    def _needed(self, slots: torch.Tensor) -> torch.Tensor:
-        """Stale lookups [S] that make each input skippable: all of its lookups, or alpha of
-        them (-1 in `slots` pads a multi-hot input's row: not a lookup)."""
-        lookups = (slots >= 0).sum(dim=1)
-        return lookups if self.alpha is None else lookups.clamp(max=self.alpha)
+    @staticmethod
+    def _table(stale: torch.Tensor) -> np.ndarray:
+        """uint8 [N + 2] indexed by slot + 2: 0 for PAD and COLD, then 1 per stale row."""
+        table = np.zeros(len(stale) + 2, dtype=np.uint8)
+        table[2:] = stale.numpy()
+        return table
 
-    def _stale_lookups(self, stale: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-        """Stale lookups [S] of each input of `slots` [S, W], given stale per slot."""
-        return (stale[slots.clamp(min=0)] & (slots >= 0)).sum(dim=1)
+    def _decide(self, table: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(bool [S] skippable, bool [S] hot) for inputs `slots` [S, W]: an input without a
+        cold lookup is skippable when its stale lookups reach alpha, or all of its lookups."""
+        stale = table.take(slots + 2).sum(axis=1, dtype=np.int64)  # stale lookups per input
+        hot = (slots != COLD).all(axis=1)
+        padded = bool((slots == PAD).any())
+        lookups = (slots != PAD).sum(axis=1) if padded else slots.shape[1]
+        needed = lookups if self.alpha is None else np.minimum(lookups, self.alpha)
+        return hot & (stale >= needed), hot
 
-    def _share(self, slots: torch.Tensor, threshold: float | None) -> float:
+    def _share(self, slots: np.ndarray, threshold: float | None) -> float:
         """Skippable share of inputs `slots` [S, T] (all hot) at `threshold`."""
         if threshold is None or slots.shape[0] == 0:
             return 0.0
-        stale_lookups = self._stale_lookups(self.change_ < threshold, slots)  # [S]
-        return float((stale_lookups >= self._needed(slots)).float().mean())
+        skip, _ = self._decide(self._table(self.change_ < threshold), slots)
+        return float(skip.mean())
 
-    def _bisect(self, slots: torch.Tensor) -> tuple[float | None, int]:
+    def _bisect(self, slots: np.ndarray) -> tuple[float | None, int]:
         """The skippable share grows with T: bisect until it is within tolerance of the target."""
         if self.target_share <= 0 or slots.shape[0] == 0:
             return None, 0
@@ -73,8 +90,15 @@ class StalenessDetector:
             lo, hi = (mid, hi) if share < self.target_share else (lo, mid)
         return None, self.max_iter
 
-    def skippable(self, slots: torch.Tensor) -> torch.Tensor:
-        """bool [B]: inputs (slots [B, T], all hot; -1 pads) whose stale lookups reach alpha."""
+    def decide(self, slots: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """(bool [B] skippable inputs, number of hot inputs: those without a cold lookup) of
+        inputs `slots` [B, W] (host)."""
+        skip, hot = self._decide(self._stale_table, slots.numpy())
         if self.threshold_ is None:
-            return torch.zeros(slots.shape[0], dtype=torch.bool)
-        return self._stale_lookups(self.stale_, slots) >= self._needed(slots)
+            skip[:] = False
+        return torch.from_numpy(skip), int(hot.sum())
+
+    def skippable(self, slots: torch.Tensor) -> torch.Tensor:
+        """bool [B]: inputs `slots` [B, W] without a cold lookup whose stale lookups reach
+        alpha (all of their lookups by default)."""
+        return self.decide(slots)[0]

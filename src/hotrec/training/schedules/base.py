@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hotrec.placement.staleness import PAD
 from hotrec.training.context import StepContext
 from hotrec.training.steps import batch_to_device, select, train_step
 from hotrec.types import Bags, Batch
@@ -85,9 +86,6 @@ class Prepared:
         cold = (self.slots < 0).to(torch.int64)  # [L]
         per_input = torch.zeros(len(self.batch), dtype=torch.int64)
         return per_input.index_add_(0, self.lookups.owners(), cold) == 0
-
-
-PAD = -2  # pads a multi-hot input's row of slots (slot -1 means a cold lookup)
 
 
 def per_input(flat: torch.Tensor, counts: torch.Tensor, fill: int) -> torch.Tensor:

@@ -128,10 +128,8 @@ class Slipstream(Schedule):
 
     def _skippable(self, item: Prepared) -> torch.Tensor:
         """bool [B]: the item's hot inputs whose lookups are stale (counted)."""
-        hot = item.all_hot()
-        skip = torch.zeros_like(hot)
-        skip[hot] = self.detector.skippable(item.slots_per_input()[hot])
-        n, n_hot = int(skip.sum()), int(hot.sum())
+        skip, n_hot = self.detector.decide(item.slots_per_input())
+        n = int(skip.sum())
         self.skipped += n
         self.seen_hot += n_hot
         record = self.epochs[-1]  # this epoch's realized share, over hot inputs after the fit
