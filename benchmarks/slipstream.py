@@ -3,16 +3,16 @@
 Side by side on the same synthetic criteo-kaggle-profile data and model, interleaved over
 --rounds rounds (every variant once per round, in the same order): each of --schedules
 without slipstream, with slipstream (compaction: kept inputs re-packed into full batches)
-and, with --uncompacted, with slipstream training what is left of each batch. Per schedule:
-the epoch time saved per round (1 - slipstream / base, paired within a round) against the
-share of the epoch's samples skipped, medians with min-max. Then fae + slipstream for
+and, with --uncompacted, with slipstream training what is left of each batch; round r trains
+every variant with seed r. Per schedule: the epoch time saved per round (1 - slipstream /
+base, paired within a round) against the share of the epoch's samples skipped, and the val
+AUC difference to the base schedule of the same seed, medians with min-max. Then fae + slipstream for
 several targets D (single runs, for AUC).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 
 from common import command_line, kaggle_like_dataset, machine, save, spread, training_args
@@ -24,7 +24,7 @@ TARGET_AUC_LOSS = 0.0005
 
 
 def train(args, data: Path, schedule: str, slipstream: bool, target: float = 0.3,
-          compact: bool = True) -> dict:  # fmt: skip
+          compact: bool = True, seed: int = 0) -> dict:  # fmt: skip
     cfg = load_config(
         "dlrm-reference",
         [
@@ -42,6 +42,7 @@ def train(args, data: Path, schedule: str, slipstream: bool, target: float = 0.3
             # with all 26 lookups required no threshold lands in the band (nothing skipped)
             f"placement.slipstream_alpha={0 if schedule == 'fae' else args.alpha}",
             f"train.epochs={args.epochs}",
+            f"train.seed={seed}",
         ],
     )
     res = start_run(cfg, args.workdir / "run-slipstream", overwrite=True).fit()
@@ -72,21 +73,15 @@ def variants(args) -> list[tuple[str, str, bool, bool]]:
     return out
 
 
-def run(args: argparse.Namespace) -> dict:
-    data = kaggle_like_dataset(args.workdir, args.rows, args.max_table_rows)
-    rounds: dict[str, list[dict]] = {}
-    for r in range(args.rounds):
-        for name, schedule, ss, compact in variants(args):
-            rounds.setdefault(name, []).append(train(args, data, schedule, ss, compact=compact))
-        said = (f"{n} {v[-1]['wall_s']:.1f} s ({v[-1]['skipped_inputs']:,} skipped)"
-                for n, v in rounds.items())  # fmt: skip
-        print(f"round {r}: " + ", ".join(said))
+def summarize(rounds: dict[str, list[dict]]) -> dict:
+    """Per variant: medians with min-max over rounds; for a slipstream variant also the time
+    saved and the AUC difference against its base schedule's run of the same round."""
     summary = {}
     for name, runs in rounds.items():
         base = rounds[name.split("+")[0]]
         entry = {
             "wall_s": spread([x["wall_s"] for x in runs]),
-            "steps": runs[0]["steps"],
+            "steps": spread([x["steps"] for x in runs]),
             "val_auc": spread([x["val_auc"] for x in runs]),
         }
         if "+slipstream" in name:
@@ -96,20 +91,31 @@ def run(args: argparse.Namespace) -> dict:
             entry.update(
                 skipped_share_of_samples=spread(skipped),
                 skipped_share_of_hot=spread([x["skipped_share_of_hot"] for x in runs]),
-                steps_saved=runs[0]["steps_saved"],
+                steps_saved=spread([x["steps_saved"] for x in runs]),
                 time_saved=spread(saved),
                 time_saved_per_skipped=spread(per) if per else None,
-                auc_minus_base=round(
-                    statistics.median(
-                        x["val_auc"] - b["val_auc"] for x, b in zip(runs, base, strict=True)
-                    ),
-                    6,
+                auc_minus_base=spread(
+                    [x["val_auc"] - b["val_auc"] for x, b in zip(runs, base, strict=True)], 5
                 ),
             )
         summary[name] = entry
         print(name, entry)
+    return summary
+
+
+def run(args: argparse.Namespace) -> dict:
+    data = kaggle_like_dataset(args.workdir, args.rows, args.max_table_rows)
+    rounds: dict[str, list[dict]] = {}
+    for r in range(args.rounds):
+        for name, schedule, ss, compact in variants(args):
+            run_ = train(args, data, schedule, ss, compact=compact, seed=r)
+            rounds.setdefault(name, []).append(run_)
+        said = (f"{n} {v[-1]['wall_s']:.1f} s ({v[-1]['skipped_inputs']:,} skipped)"
+                for n, v in rounds.items())  # fmt: skip
+        print(f"round {r}: " + ", ".join(said))
+    summary = summarize(rounds)
     curve = [train(args, data, "fae", d > 0, d) for d in args.curve]
-    fae_auc = statistics.median(x["val_auc"] for x in rounds["fae"]) if "fae" in rounds else None
+    fae_auc = rounds["fae"][0]["val_auc"] if "fae" in rounds else None  # seed 0, as the curve
     for c in curve:
         c["auc_minus_fae"] = None if fae_auc is None else round(c["val_auc"] - fae_auc, 6)
         print("curve", c)

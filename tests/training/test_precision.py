@@ -87,3 +87,22 @@ def test_the_command_line_says_what_auto_picked(tmp_path, capsys):
     assert f"precision: {picked} ({why})" in out and f"steps on cpu in {picked}" in out
     result = json.loads((run / "result.json").read_text())
     assert (result["precision"], result["precision_why"]) == (picked, why)
+
+
+@pytest.mark.parametrize(
+    "extra, noted",
+    [([], True), (["--slipstream-compact"], False), (["--precision", "fp32"], False)],
+    ids=["narrowed", "compacted", "fp32"],
+)
+def test_slipstream_narrowing_batches_under_bf16_on_the_cpu_is_noted(tmp_path, capsys, extra,
+                                                                     noted):  # fmt: skip
+    """Batches of changing size rebuild bf16 kernels on the CPU: said once at the start."""
+    data = write_toy_dataset(tmp_path / "ds")
+    argv = ["train", "--data", str(data), "--run-dir", str(tmp_path / "run"), "--preset", "tiny",
+            "--precision", "bf16", "--slipstream", "--max-steps", "2", "--eval-every", "0",
+            "--device", "cpu", *extra]  # fmt: skip
+    assert main(argv) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("each new batch size builds new kernels" in out) == noted
+    if noted:
+        assert "--slipstream-compact avoids it" in out
