@@ -160,11 +160,11 @@ def plot(result: dict, path: Path) -> None:
     a.bar(names, meds, yerr=[lows, highs], capsize=4, color=colors)
     for i, n in enumerate(names):
         e = summary[n]
-        label = f"AUC {e['val_auc']['median']:.4f}"
+        label = f"AUC\n{e['val_auc']['median']:.4f}"
         if "time_saved" in e:
-            label += (f"\nskipped {e['skipped_share_of_samples']['median']:.1%}"
-                      f"\nsaved {e['time_saved']['median']:.1%}")  # fmt: skip
-        a.text(i, meds[i] / 2, label, ha="center", va="center", fontsize=7, color="white")
+            label += (f"\nskip\n{e['skipped_share_of_samples']['median']:.1%}"
+                      f"\nsaved\n{e['time_saved']['median']:.1%}")  # fmt: skip
+        a.text(i, meds[i] / 2, label, ha="center", va="center", fontsize=6, color="white")
     a.tick_params(axis="x", labelrotation=30, labelsize=7)
     a.set_ylabel("epoch time (s): median, min-max")
     a.set_title(f"{result['setup']['rounds']} interleaved rounds", fontsize=10)
