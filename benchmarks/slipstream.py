@@ -26,7 +26,7 @@ TARGET_AUC_LOSS = 0.0005
 def train(args, data: Path, schedule: str, slipstream: bool, target: float = 0.3,
           compact: bool = True, seed: int = 0) -> dict:  # fmt: skip
     cfg = load_config(
-        "dlrm-reference",
+        args.preset,
         [
             f"data.path={str(data)!r}",
             f"train.device={args.device!r}",
@@ -124,6 +124,7 @@ def run(args: argparse.Namespace) -> dict:
         "command": command_line(),
         "machine": machine(),
         "setup": {
+            "preset": args.preset,
             "rows": args.rows,
             "max_table_rows": args.max_table_rows,
             "hot_budget": args.hot_budget,
@@ -194,6 +195,9 @@ def plot(result: dict, path: Path) -> None:
 
 def main() -> None:
     p = training_args(__doc__)
+    p.add_argument("--preset", default="dlrm-reference",
+                   help="model and optimizer (dlrm-reference: plain SGD 0.1; criteo-kaggle: "
+                        "row-wise Adagrad and Adam)")  # fmt: skip
     p.add_argument("--hot-budget", default="64MiB")
     p.add_argument("--profile-sample", type=float, default=0.5, help="share of inputs profiled")
     p.add_argument("--epochs", type=int, default=1)
