@@ -102,7 +102,8 @@ class PlacementConfig:
     slipstream_target: float = 0.3  # D: share of hot inputs to make skippable (0 = skip nothing)
     slipstream_tolerance: float = 0.08  # accepted distance of the skipped share from D
     slipstream_alpha: int = 0  # stale lookups that make an input skippable (0 = all of them)
-    slipstream_compact: bool = False  # kept inputs re-packed into full batches (one process)
+    slipstream_compact: bool = False  # skip mode, one process: kept inputs re-packed into full
+    # batches, so skipped inputs save whole steps (several ranks: each batch is narrowed)
     slipstream_mode: str = (
         "skip"  # skip: drop stale inputs; freeze: keep them, stop updating stale rows
     )

@@ -50,16 +50,18 @@ ADAGRAD = ["--set", "optim.sparse='adagrad'", "--set", "optim.dense='adam'"]
 
 
 @pytest.mark.parametrize(
-    "name, options",
+    "name, options, atol",
     [
-        ("fae", ["--schedule", "fae"]),  # SGD: every hot lookup to every rank
-        ("hotline", ["--schedule", "hotline"]),
-        ("fae-adagrad", ["--schedule", "fae", *ADAGRAD]),  # per-row sums through the owners
+        ("fae", ["--schedule", "fae"], 1e-6),  # SGD: every hot lookup to every rank
+        ("hotline", ["--schedule", "hotline"], 1e-6),
+        # per-row sums through the owners; Adam divides by the root of its second moment, so
+        # the ranks' other summation order grows to about 2e-6 in 12 steps on some CPUs
+        ("fae-adagrad", ["--schedule", "fae", *ADAGRAD], 1e-5),
     ],
 )
-def test_placement_schedules_on_two_ranks_train_as_one_process(runs, name, options):
+def test_placement_schedules_on_two_ranks_train_as_one_process(runs, name, options, atol):
     one, two = runs(name, *SHORT, *options)
-    assert_close(model(one), model(two))
+    assert_close(model(one), model(two), atol=atol)
     r1, r2 = result(one), result(two)
     assert r1["steps"] == r2["steps"] == 12 and r1["samples"] == r2["samples"]
     assert abs(r1["val"]["auc"] - r2["val"]["auc"]) < 1e-5

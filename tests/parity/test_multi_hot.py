@@ -214,8 +214,9 @@ def test_qr_and_hybrid_on_bags_of_one_train_bit_for_bit_like_one_hot(
     """QR pools each feature's quotient bag and remainder bag, then multiplies them; the hybrid
     pools its table part and its DHE part per feature; a bag of one is the one-hot vector.
     On the emulated device the one-hot DHE decodes every lookup (no device-side unique) and
-    the bag path each distinct id once: equal to float32 rounding, not bit for bit.
-    Negative control: wider bags train differently."""
+    the bag path each distinct id once: equal to float32 rounding, not bit for bit (row-wise
+    Adagrad and Adam grow that rounding over 20 steps: up to 5e-5 on an AMD EPYC).
+    Negative control: wider bags train differently, beyond the same tolerance."""
     exact = embedding == "qr" or device == "cpu"
     extra = [*REPRESENTATIONS[embedding], "train.max_steps=20", "train.eval_every=0"]
     runs = {}
@@ -224,12 +225,14 @@ def test_qr_and_hybrid_on_bags_of_one_train_bit_for_bit_like_one_hot(
         result = t.fit()
         runs[name] = (state(t), result)
     (a, ra), (b, rb) = runs["one_hot"], runs["of_one"]
+    tolerance = {"rtol": 0, "atol": 0} if exact else {"rtol": 1e-3, "atol": 1e-4}
     for k in a:
-        tolerance = {"rtol": 0, "atol": 0} if exact else {"rtol": 1e-4, "atol": 1e-5}
         torch.testing.assert_close(a[k], b[k], **tolerance, msg=k)
     assert ra["val"]["auc"] == pytest.approx(rb["val"]["auc"], abs=0 if exact else 1e-5)
     wider = runs["wider"][0]
-    assert any(not torch.equal(a[k], wider[k]) for k in a)  # negative control
+    with pytest.raises(AssertionError):  # negative control
+        for k in a:
+            torch.testing.assert_close(a[k], wider[k], **tolerance, msg=k)
 
 
 @pytest.mark.parametrize("device", ["cpu", "emulated"])

@@ -106,3 +106,25 @@ def test_slipstream_narrowing_batches_under_bf16_on_the_cpu_is_noted(tmp_path, c
     assert ("each new batch size builds new kernels" in out) == noted
     if noted:
         assert "--slipstream-compact avoids it" in out
+
+
+def test_compaction_asked_on_several_ranks_is_noted():
+    """Compaction is one process only: several ranks narrow each batch, and say so."""
+    from types import SimpleNamespace
+
+    from hotrec.cli.train import setting_notes
+    from hotrec.config import PlacementConfig
+
+    def notes(world: int, compact: bool) -> list[str]:
+        p = PlacementConfig(slipstream=True, slipstream_compact=compact)
+        trainer = SimpleNamespace(
+            cfg=SimpleNamespace(placement=p),
+            dist=SimpleNamespace(active=world > 1),
+            schedule=SimpleNamespace(compact=compact and world == 1),
+            precision="fp32",
+            device=make_device("cpu"),
+        )
+        return setting_notes(trainer)
+
+    assert any("compaction runs on one process" in n for n in notes(2, True))
+    assert notes(1, True) == [] and notes(2, False) == []

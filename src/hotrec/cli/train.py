@@ -130,8 +130,7 @@ def _train(args: argparse.Namespace) -> int:
     trainer = _trainer(args, overrides, main_rank)
     if main_rank:
         console.print(f"precision: {trainer.precision} ({trainer.precision_why})")
-        note = slow_setting_note(trainer)
-        if note:
+        for note in setting_notes(trainer):
             console.print(note)
     result = trainer.fit()
     if trainer.dist.main:
@@ -146,18 +145,26 @@ def _train(args: argparse.Namespace) -> int:
     return stopped_code(result)
 
 
-def slow_setting_note(trainer) -> str | None:
-    """One line where the run's settings are known to be slow on its hardware, else None."""
+def setting_notes(trainer) -> list[str]:
+    """One line each where the run's settings do not do what they say on this run, or are
+    known to be slow on its hardware."""
     p = trainer.cfg.placement
-    narrowed = p.slipstream and p.slipstream_mode == "skip" and not trainer.schedule.compact
-    if not (narrowed and trainer.precision == "bf16" and trainer.device.is_host):
-        return None
-    instead = "--precision fp32" if trainer.dist.active else "--slipstream-compact"
-    return (
-        "note: under bf16 on the CPU each new batch size builds new kernels, and Slipstream's "
-        "skipped inputs leave batches of changing size (an epoch ran 1.2-1.8x slower than "
-        f"without Slipstream in the README's benchmark); {instead} avoids it"
-    )
+    skip = p.slipstream and p.slipstream_mode == "skip"
+    notes = []
+    if skip and p.slipstream_compact and trainer.dist.active:
+        notes.append(
+            "note: Slipstream's compaction runs on one process; on several ranks each batch "
+            "trains what is left of it after skipping"
+        )
+    narrowed = skip and not trainer.schedule.compact
+    if narrowed and trainer.precision == "bf16" and trainer.device.is_host:
+        instead = "--precision fp32" if trainer.dist.active else "--slipstream-compact"
+        notes.append(
+            "note: under bf16 on the CPU each new batch size builds new kernels, and Slipstream's "
+            "skipped inputs leave batches of changing size (an epoch ran 1.2-1.8x slower than "
+            f"without Slipstream in the README's benchmark); {instead} avoids it"
+        )
+    return notes
 
 
 def stopped_code(result: dict) -> int:

@@ -187,10 +187,10 @@ def add_shortcuts(p: argparse.ArgumentParser) -> None:
     )
     s.add_argument(
         "--slipstream-compact",
-        action="store_const",
-        const=True,
+        action=argparse.BooleanOptionalAction,
         help="skip mode, one process: re-pack the kept inputs into full batches, so skipped "
-        "inputs save whole steps (fewer optimizer steps: see the README for its AUC cost)",
+        "inputs save whole steps (fewer optimizer steps: see the README for its AUC cost); "
+        "--no-slipstream-compact (the default) trains what is left of each batch",
     )
     p.add_argument(
         "--reprofile-every",
