@@ -3,7 +3,9 @@
 Side by side on the same synthetic criteo-kaggle-profile data and model, interleaved over
 --rounds rounds (every variant once per round, in the same order): each of --schedules
 without slipstream, with slipstream (compaction: kept inputs re-packed into full batches)
-and, with --uncompacted, with slipstream training what is left of each batch; round r trains
+and, with --uncompacted, with slipstream training what is left of each batch (--unpadded also
+that without padding each forward to a multiple of 64 rows, which bf16 on the CPU gets by
+default: train.pad_multiple=0); round r trains
 every variant with seed r. Per schedule: the epoch time saved per round (1 - slipstream /
 base, paired within a round) against the share of the epoch's samples skipped, and the val
 AUC difference to the base schedule of the same seed, medians with min-max. Then fae + slipstream for
@@ -24,7 +26,7 @@ TARGET_AUC_LOSS = 0.0005
 
 
 def train(args, data: Path, schedule: str, slipstream: bool, target: float = 0.3,
-          compact: bool = True, seed: int = 0) -> dict:  # fmt: skip
+          compact: bool = True, seed: int = 0, pad: int = -1) -> dict:  # fmt: skip
     cfg = load_config(
         args.preset,
         [
@@ -43,6 +45,7 @@ def train(args, data: Path, schedule: str, slipstream: bool, target: float = 0.3
             f"placement.slipstream_alpha={0 if schedule == 'fae' else args.alpha}",
             f"train.epochs={args.epochs}",
             f"train.seed={seed}",
+            f"train.pad_multiple={pad}",
         ],
     )
     res = start_run(cfg, args.workdir / "run-slipstream", overwrite=True).fit()
@@ -54,6 +57,7 @@ def train(args, data: Path, schedule: str, slipstream: bool, target: float = 0.3
         "steps": res["steps"],
         "samples": res["samples"],
         "precision": res.get("precision"),
+        "pad_multiple": res.get("pad_multiple"),
         "val_auc": round(res["val"]["auc"], 6),
         "hot_input_share": round(p.get("hot_input_share", 1.0), 4),
         "skipped_inputs": p.get("skipped_inputs", 0),
@@ -63,13 +67,15 @@ def train(args, data: Path, schedule: str, slipstream: bool, target: float = 0.3
     }
 
 
-def variants(args) -> list[tuple[str, str, bool, bool]]:
-    """(name, schedule, slipstream, compact) in the order every round runs them."""
+def variants(args) -> list[tuple[str, str, bool, bool, int]]:
+    """(name, schedule, slipstream, compact, pad_multiple) in the order every round runs them."""
     out = []
     for s in args.schedules:
-        out += [(s, s, False, True), (f"{s}+slipstream", s, True, True)]
+        out += [(s, s, False, True, -1), (f"{s}+slipstream", s, True, True, -1)]
         if args.uncompacted:
-            out.append((f"{s}+slipstream-uncompacted", s, True, False))
+            out.append((f"{s}+slipstream-uncompacted", s, True, False, -1))
+        if args.unpadded:
+            out.append((f"{s}+slipstream-uncompacted-unpadded", s, True, False, 0))
     return out
 
 
@@ -107,8 +113,8 @@ def run(args: argparse.Namespace) -> dict:
     data = kaggle_like_dataset(args.workdir, args.rows, args.max_table_rows)
     rounds: dict[str, list[dict]] = {}
     for r in range(args.rounds):
-        for name, schedule, ss, compact in variants(args):
-            run_ = train(args, data, schedule, ss, compact=compact, seed=r)
+        for name, schedule, ss, compact, pad in variants(args):
+            run_ = train(args, data, schedule, ss, compact=compact, seed=r, pad=pad)
             rounds.setdefault(name, []).append(run_)
         said = (f"{n} {v[-1]['wall_s']:.1f} s ({v[-1]['skipped_inputs']:,} skipped)"
                 for n, v in rounds.items())  # fmt: skip
@@ -208,6 +214,8 @@ def main() -> None:
     p.add_argument("--schedules", nargs="+", default=["baseline", "fae", "hotline"])
     p.add_argument("--uncompacted", action="store_true",
                    help="also slipstream without compaction (what is left of each batch)")  # fmt: skip
+    p.add_argument("--unpadded", action="store_true",
+                   help="also slipstream without compaction nor padding (train.pad_multiple=0)")  # fmt: skip
     args = p.parse_args()
     result = run(args)
     save(args, "slipstream", result, plot)

@@ -26,6 +26,7 @@ def test_overrides_are_typed():
         ("train.epochs=two", "train.epochs must be int"),
         ("noequals", "section.key=value"),
         ("placement.lookahead=-2", "placement.lookahead must be >= 0, or -1 for auto"),
+        ("train.pad_multiple=-3", "train.pad_multiple must be >= 0, or -1 for auto"),
     ],
 )
 def test_bad_overrides_are_one_line_errors(override, message):

@@ -157,12 +157,14 @@ def setting_notes(trainer) -> list[str]:
             "trains what is left of it after skipping"
         )
     narrowed = skip and not trainer.schedule.compact
-    if narrowed and trainer.precision == "bf16" and trainer.device.is_host:
-        instead = "--precision fp32" if trainer.dist.active else "--slipstream-compact"
+    unpadded = trainer.ctx.pad_multiple == 0  # padding keeps the sizes to a few (steps.py)
+    if narrowed and unpadded and trainer.precision == "bf16" and trainer.device.is_host:
         notes.append(
             "note: under bf16 on the CPU each new batch size builds new kernels, and Slipstream's "
             "skipped inputs leave batches of changing size (an epoch ran 1.2-1.8x slower than "
-            f"without Slipstream in the README's benchmark); {instead} avoids it"
+            "without Slipstream in the README's benchmark); padding forwards to multiples of 64 "
+            "(train.pad_multiple=-1, the default, where the model has no dropout) or "
+            "--slipstream-compact avoids it"
         )
     return notes
 

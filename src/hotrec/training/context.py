@@ -40,6 +40,8 @@ class StepContext:
     # model on several ranks; None: the model)
     dist: Dist = SINGLE  # the ranks of a distributed run (one process: SINGLE)
     global_samples: int = 0  # inputs of the last step over every rank (the step keeps it)
+    pad_multiple: int = 0  # > 0: each forward runs on its rows rounded up to a multiple of
+    # this, zeros outside the loss (steps.padding_multiple: bf16 on the CPU)
 
     @property
     def rows(self) -> nn.Module | None:

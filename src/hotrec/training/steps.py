@@ -10,13 +10,14 @@ import torch
 import torch.nn.functional as F
 
 from hotrec.errors import HotrecError
-from hotrec.models.dropout import plan_dropout
+from hotrec.models.dropout import MiniBatchDropout, plan_dropout
 from hotrec.types import Batch
 
 if TYPE_CHECKING:
     from hotrec.training.context import StepContext
 
 PRECISIONS = ("fp32", "bf16")  # what runs; "auto" picks one of them (resolve_precision)
+PAD_MULTIPLE = 64  # bf16 on the CPU: a forward's rows rounded up to a multiple of this
 
 
 class NonFiniteLoss(HotrecError):
@@ -42,6 +43,17 @@ def resolve_precision(asked: str, device) -> tuple[str, str]:
     if native:
         return "bf16", f"auto: {native}"
     return "fp32", f"auto: no native bf16 on {device}"
+
+
+def padding_multiple(model, device, precision: str, asked: int = -1) -> int:
+    """`asked` when >= 0; auto (-1): PAD_MULTIPLE where a forward of a new batch size is slow
+    (bf16 on the CPU: oneDNN builds kernels for every new size, 1.2-1.8x the epoch with
+    Slipstream's narrowed batches), else 0. Never with an active dropout, whose mask a
+    padded forward would draw for more rows than the mini-batch has."""
+    if asked < 0 and (precision != "bf16" or not device.is_host):
+        return 0
+    dropout = any(isinstance(m, MiniBatchDropout) and m.p > 0 for m in model.modules())
+    return 0 if dropout else (PAD_MULTIPLE if asked < 0 else asked)
 
 
 def read_after_backward(device, loss: torch.Tensor, embeddings) -> float:
@@ -100,9 +112,14 @@ def train_step(
     with timer.enclosing("mlp"):
         losses = []
         mean = len(micro_batches) == 1 and denominator == total
+        pad = ctx.pad_multiple
         for b in micro_batches:
+            rows = -(-len(b) // pad) * pad if pad else 0  # 0: as it comes
             with autocast(ctx.device, ctx.precision):
-                logits = network(b.dense, b.sparse, b.bags)
+                if rows > len(b):
+                    logits = network(b.dense, b.sparse, b.bags, pad_to=rows)
+                else:
+                    logits = network(b.dense, b.sparse, b.bags)
             reduction = "mean" if mean else "sum"
             losses.append(
                 F.binary_cross_entropy_with_logits(logits.float(), b.label, reduction=reduction)

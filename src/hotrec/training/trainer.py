@@ -32,7 +32,7 @@ from hotrec.training.interrupts import stop_on_signals
 from hotrec.training.optim import build_dense_optimizer
 from hotrec.training.schedules import make_schedule
 from hotrec.training.schedules.base import StepResult
-from hotrec.training.steps import NonFiniteLoss, resolve_precision
+from hotrec.training.steps import NonFiniteLoss, padding_multiple, resolve_precision
 from hotrec.training.timers import StepTimer, SyncsPerStep
 
 
@@ -117,6 +117,9 @@ class Trainer:
             embedding_dim=cfg.model.embedding_dim,
             network=self.network,
             dist=self.dist,
+            pad_multiple=padding_multiple(
+                self.model, self.device, self.precision, cfg.train.pad_multiple
+            ),
         )
         self.schedule = make_schedule(cfg.placement)
         self.schedule.attach(self.ctx)
@@ -334,6 +337,7 @@ class Trainer:
             "device": str(self.device),
             "precision": self.precision,
             "precision_why": self.precision_why,
+            "pad_multiple": self.ctx.pad_multiple,
             **({"syncs_per_step": self.syncs.summary} if self.syncs.summary else {}),
             "placement": self.schedule.stats(),
             "embedding": self._describe_embedding(),
