@@ -158,7 +158,8 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     summary, curve = result["summary"], result["auc_vs_target"]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(14, 5))
+    fig, axes = plt.subplots(1, 2 if curve else 1, figsize=(14 if curve else 8, 5), squeeze=False)
+    a = axes[0][0]
     names = list(summary)
     meds = [summary[n]["wall_s"]["median"] for n in names]
     lows = [m - summary[n]["wall_s"]["min"] for n, m in zip(names, meds, strict=True)]
@@ -172,9 +173,21 @@ def plot(result: dict, path: Path) -> None:
             label += (f"\nskip\n{e['skipped_share_of_samples']['median']:.1%}"
                       f"\nsaved\n{e['time_saved']['median']:.1%}")  # fmt: skip
         a.text(i, meds[i] / 2, label, ha="center", va="center", fontsize=6, color="white")
-    a.tick_params(axis="x", labelrotation=30, labelsize=7)
+    a.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
     a.set_ylabel("epoch time (s): median, min-max")
     a.set_title(f"{result['setup']['rounds']} interleaved rounds", fontsize=10)
+    if curve:  # without --curve targets: the timing panel only
+        _plot_curve(axes[0][1], curve)
+    fig.suptitle(
+        f"{result['machine']['cpu']} ({result['machine']['cores']} cores), "
+        f"device={result['setup']['device']}, {result['setup'].get('precision')}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _plot_curve(b, curve: list[dict]) -> None:
     xs = [c["target"] for c in curve]
     b.plot(xs, [c["auc_minus_fae"] for c in curve], "o-", label="val AUC - fae's")
     b.axhline(-0.0005, color="C3", ls="--", label="-0.0005 (target bound)")
@@ -191,12 +204,6 @@ def plot(result: dict, path: Path) -> None:
     b2.set_ylabel("skipped share of hot inputs")
     b.legend(loc="lower left", fontsize=8)
     b.set_title("fae + slipstream: AUC vs D", fontsize=10)
-    fig.suptitle(
-        f"{result['machine']['cpu']} ({result['machine']['cores']} cores), device={result['setup']['device']}",
-        fontsize=9,
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
