@@ -3,13 +3,13 @@
 Side by side on the same synthetic criteo-kaggle-profile data and model, interleaved over
 --rounds rounds (every variant once per round, in the same order): each of --schedules
 without slipstream, with slipstream (compaction: kept inputs re-packed into full batches)
-and, with --uncompacted, with slipstream training what is left of each batch (--unpadded also
-that without padding each forward to a multiple of 64 rows, which bf16 on the CPU gets by
-default: train.pad_multiple=0); round r trains
-every variant with seed r. Per schedule: the epoch time saved per round (1 - slipstream /
-base, paired within a round) against the share of the epoch's samples skipped, and the val
-AUC difference to the base schedule of the same seed, medians with min-max. Then fae + slipstream for
-several targets D (single runs, for AUC).
+and, with --uncompacted, with slipstream training what is left of each batch (--unpadded:
+also that without padding each forward to a multiple of 64 rows, which bf16 on the CPU gets
+by default; train.pad_multiple=0). Round r trains every variant with seed r. Per schedule:
+the epoch time saved per round (1 - slipstream / base, paired within a round) against the
+share of the epoch's samples skipped, and the val AUC difference to the base schedule of the
+same seed, medians with min-max. Then fae + slipstream for several targets D (single runs,
+for AUC).
 """
 
 from __future__ import annotations

@@ -34,8 +34,7 @@ class DLRM(nn.Module):
         x = self.bottom_mlp(_padded(dense, pad_to))  # [B, D]
         features = self.embeddings(sparse) if bags is None else self.embeddings(sparse, bags)
         z = self.interaction(x, _padded(features, pad_to))  # [B, I]
-        logits = self.top_mlp(z).squeeze(1)  # [B]
-        return logits if len(logits) == n else logits[:n]
+        return self.top_mlp(z).squeeze(1)[:n]  # [B]
 
     def dense_parameters(self) -> list[nn.Parameter]:
         """Parameters updated by the dense optimizer (embedding rows are buffers, updated sparsely)."""

@@ -116,10 +116,7 @@ def train_step(
         for b in micro_batches:
             rows = -(-len(b) // pad) * pad if pad else 0  # 0: as it comes
             with autocast(ctx.device, ctx.precision):
-                if rows > len(b):
-                    logits = network(b.dense, b.sparse, b.bags, pad_to=rows)
-                else:
-                    logits = network(b.dense, b.sparse, b.bags)
+                logits = network(b.dense, b.sparse, b.bags, pad_to=rows)
             reduction = "mean" if mean else "sum"
             losses.append(
                 F.binary_cross_entropy_with_logits(logits.float(), b.label, reduction=reduction)
