@@ -26,7 +26,8 @@ TARGET_AUC_LOSS = 0.0005
 
 
 def train(args, data: Path, schedule: str, slipstream: bool, target: float = 0.3,
-          compact: bool = True, seed: int = 0, pad: int = -1) -> dict:  # fmt: skip
+          compact: bool = True, seed: int = 0, pad: int = -1,
+          select: str = "stale") -> dict:  # fmt: skip
     cfg = load_config(
         args.preset,
         [
@@ -40,6 +41,7 @@ def train(args, data: Path, schedule: str, slipstream: bool, target: float = 0.3
             f"placement.slipstream={str(slipstream).lower()}",
             f"placement.slipstream_target={target}",
             f"placement.slipstream_compact={str(compact).lower()}",
+            f"placement.slipstream_select={select!r}",
             # as the bound test: outside fae nearly every input has a row still changing, so
             # with all 26 lookups required no threshold lands in the band (nothing skipped)
             f"placement.slipstream_alpha={0 if schedule == 'fae' else args.alpha}",
@@ -53,6 +55,9 @@ def train(args, data: Path, schedule: str, slipstream: bool, target: float = 0.3
     return {
         "schedule": p["schedule"],
         "target": target if slipstream else 0.0,
+        "select": select if slipstream else None,
+        "compact": compact if slipstream else None,
+        "seed": seed,
         "wall_s": res["wall_s"],
         "steps": res["steps"],
         "samples": res["samples"],
@@ -76,6 +81,42 @@ def variants(args) -> list[tuple[str, str, bool, bool, int]]:
             out.append((f"{s}+slipstream-uncompacted", s, True, False, -1))
         if args.unpadded:
             out.append((f"{s}+slipstream-uncompacted-unpadded", s, True, False, 0))
+    return out
+
+
+def auc_curve(args, data: Path, fae_runs: list[dict]) -> list[dict]:
+    """fae + Slipstream for each target D of --curve and each seed below --curve-seeds (and
+    with --control the same with random selection), training what is left of each batch
+    unless --curve-compact; AUC against fae of the same seed (from the rounds when they ran
+    it, else trained here)."""
+    curve = []
+    for seed in range(args.curve_seeds if args.curve else 0):
+        base = next((x for x in fae_runs if x["seed"] == seed), None)
+        base = base or train(args, data, "fae", False, seed=seed)
+        for d in args.curve:
+            for select in ("stale", "random") if args.control else ("stale",):
+                c = train(args, data, "fae", True, d, args.curve_compact, seed, select=select)
+                c["skipped_share_of_samples"] = round(c["skipped_inputs"] / c["samples"], 4)
+                c["auc_minus_fae"] = round(c["val_auc"] - base["val_auc"], 6)
+                print("curve", c)
+                curve.append(c)
+    return curve
+
+
+def summarize_curve(curve: list[dict]) -> list[dict]:
+    """Per (D, selection): skipped share of samples and AUC - fae, medians with min-max over
+    seeds, and the AUC cost per skipped sample share (AUC - fae) / skipped share."""
+    out = []
+    for key in dict.fromkeys((c["target"], c["select"]) for c in curve):
+        runs = [c for c in curve if (c["target"], c["select"]) == key]
+        skipped = [c["skipped_share_of_samples"] for c in runs]
+        per = [c["auc_minus_fae"] / s for c, s in zip(runs, skipped, strict=True) if s > 0]
+        entry = {"target": key[0], "select": key[1], "seeds": len(runs),
+                 "skipped_share_of_samples": spread(skipped),
+                 "auc_minus_fae": spread([c["auc_minus_fae"] for c in runs], 5),
+                 "auc_per_skipped_share": spread(per, 4) if per else None}  # fmt: skip
+        print("curve summary", entry)
+        out.append(entry)
     return out
 
 
@@ -120,11 +161,7 @@ def run(args: argparse.Namespace) -> dict:
                 for n, v in rounds.items())  # fmt: skip
         print(f"round {r}: " + ", ".join(said))
     summary = summarize(rounds)
-    curve = [train(args, data, "fae", d > 0, d) for d in args.curve]
-    fae_auc = rounds["fae"][0]["val_auc"] if "fae" in rounds else None  # seed 0, as the curve
-    for c in curve:
-        c["auc_minus_fae"] = None if fae_auc is None else round(c["val_auc"] - fae_auc, 6)
-        print("curve", c)
+    curve = auc_curve(args, data, rounds.get("fae", []))
     return {
         "benchmark": "slipstream",
         "command": command_line(),
@@ -138,11 +175,12 @@ def run(args: argparse.Namespace) -> dict:
             "epochs": args.epochs,
             "rounds": args.rounds,
             "device": args.device,
-            "precision": next(iter(rounds.values()))[0]["precision"],
+            "precision": next(iter(rounds.values()), curve)[0]["precision"],
         },
         "summary": summary,
         "rounds": rounds,
         "auc_vs_target": curve,
+        "auc_vs_target_summary": summarize_curve(curve),
         "targets": {
             "time_saved_per_skipped": TARGET_SAVED_PER_SKIPPED,
             "auc_loss_max": TARGET_AUC_LOSS,
@@ -158,8 +196,23 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     summary, curve = result["summary"], result["auc_vs_target"]
-    fig, axes = plt.subplots(1, 2 if curve else 1, figsize=(14 if curve else 8, 5), squeeze=False)
-    a = axes[0][0]
+    panels = bool(summary) + bool(curve)
+    fig, axes = plt.subplots(1, panels, figsize=(7 * panels + 1, 5), squeeze=False)
+    if summary:
+        _plot_rounds(axes[0][0], result)
+    if curve:  # without --curve targets: the timing panel only
+        _plot_curve(axes[0][panels - 1], curve)
+    fig.suptitle(
+        f"{result['machine']['cpu']} ({result['machine']['cores']} cores), "
+        f"device={result['setup']['device']}, {result['setup'].get('precision')}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _plot_rounds(a, result: dict) -> None:
+    summary = result["summary"]
     names = list(summary)
     meds = [summary[n]["wall_s"]["median"] for n in names]
     lows = [m - summary[n]["wall_s"]["min"] for n, m in zip(names, meds, strict=True)]
@@ -176,34 +229,25 @@ def plot(result: dict, path: Path) -> None:
     a.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
     a.set_ylabel("epoch time (s): median, min-max")
     a.set_title(f"{result['setup']['rounds']} interleaved rounds", fontsize=10)
-    if curve:  # without --curve targets: the timing panel only
-        _plot_curve(axes[0][1], curve)
-    fig.suptitle(
-        f"{result['machine']['cpu']} ({result['machine']['cores']} cores), "
-        f"device={result['setup']['device']}, {result['setup'].get('precision')}",
-        fontsize=9,
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 def _plot_curve(b, curve: list[dict]) -> None:
-    xs = [c["target"] for c in curve]
-    b.plot(xs, [c["auc_minus_fae"] for c in curve], "o-", label="val AUC - fae's")
+    """AUC - fae's against the share of samples skipped, one point per run (D annotated)."""
+    for select, color in (("stale", "C2"), ("random", "C1")):
+        runs = [c for c in curve if c.get("select", "stale") == select]
+        if not runs:
+            continue
+        xs = [c.get("skipped_share_of_samples", 0.0) for c in runs]
+        b.scatter(xs, [c["auc_minus_fae"] for c in runs], color=color,
+                  label=f"{select} inputs skipped")  # fmt: skip
+        for c, x in zip(runs, xs, strict=True):
+            b.annotate(f"D={c['target']}", (x, c["auc_minus_fae"]), fontsize=6)
     b.axhline(-0.0005, color="C3", ls="--", label="-0.0005 (target bound)")
-    b2 = b.twinx()
-    b2.plot(
-        xs,
-        [c["skipped_share_of_hot"] for c in curve],
-        "s:",
-        color="C2",
-        label="skipped share of hot",
-    )
-    b.set_xlabel("target D")
-    b.set_ylabel("AUC difference")
-    b2.set_ylabel("skipped share of hot inputs")
+    b.axhline(0, color="grey", lw=0.5)
+    b.set_xlabel("share of the epoch's samples skipped")
+    b.set_ylabel("val AUC - fae's (same seed)")
     b.legend(loc="lower left", fontsize=8)
-    b.set_title("fae + slipstream: AUC vs D", fontsize=10)
+    b.set_title("fae + slipstream: AUC cost against what was skipped", fontsize=10)
 
 
 def main() -> None:
@@ -214,8 +258,16 @@ def main() -> None:
     p.add_argument("--hot-budget", default="64MiB")
     p.add_argument("--profile-sample", type=float, default=0.5, help="share of inputs profiled")
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--curve", type=float, nargs="*", default=[0.1, 0.3, 0.5])
-    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    p.add_argument("--curve", type=float, nargs="*", default=[0.1, 0.3, 0.5],
+                   help="targets D for the AUC curve (fae; none: no curve)")  # fmt: skip
+    p.add_argument("--curve-seeds", type=int, default=1, help="seeds of each curve point")
+    p.add_argument("--curve-compact", action="store_true",
+                   help="curve runs with compaction (default: what is left of each batch)")  # fmt: skip
+    p.add_argument("--control", action="store_true",
+                   help="curve also with --slipstream-select random: as many hot inputs "
+                        "skipped, chosen at random")  # fmt: skip
+    p.add_argument("--rounds", type=int, default=5,
+                   help="interleaved timing rounds (0: the AUC curve only)")  # fmt: skip
     p.add_argument("--alpha", type=int, default=25,
                    help="stale lookups that make an input skippable, outside fae (all: 0)")  # fmt: skip
     p.add_argument("--schedules", nargs="+", default=["baseline", "fae", "hotline"])

@@ -109,6 +109,8 @@ class PlacementConfig:
     slipstream_mode: str = (
         "skip"  # skip: drop stale inputs; freeze: keep them, stop updating stale rows
     )
+    slipstream_select: str = "stale"  # skip mode: stale inputs, or (random) a control that
+    # skips as many hot inputs chosen at random: what the staleness test adds over subsampling
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,7 @@ CHOICES = {
     "train.dist_sharding": ("rows", "tables"),
     "train.precision": ("auto", "fp32", "bf16"),
     "placement.slipstream_mode": ("skip", "freeze"),
+    "placement.slipstream_select": ("stale", "random"),
     "placement.hotline_split": ("auto", "split", "fused"),
 }
 _POSITIVE = (
@@ -282,6 +285,11 @@ def validate(cfg: RunConfig) -> None:
     for name in ("slipstream_start", "slipstream_window", "slipstream_sample", "slipstream_target"):
         if not 0 <= getattr(p, name) <= 1:
             raise HotrecError(f"placement.{name} must be in [0, 1], got {getattr(p, name)}")
+    if p.slipstream_select == "random" and p.slipstream_mode != "skip":
+        raise HotrecError(
+            "placement.slipstream_select=random is a control of skip mode: it picks inputs to "
+            f"skip, and placement.slipstream_mode={p.slipstream_mode!r} skips none"
+        )
     if p.slipstream and p.reprofile_every:
         raise HotrecError(
             "placement.slipstream and placement.reprofile_every cannot be combined: a re-profile "

@@ -222,3 +222,54 @@ def test_slipstream_with_reprofiling_is_refused(toy):
                 "placement.reprofile_every=5",
             ],
         )
+
+
+def test_random_selection_is_a_control_of_the_same_share(tmp_path, skewed, monkeypatch):
+    """select=random skips about as many hot inputs as the staleness test (the share the fit
+    found), drawn without looking at rows: some of them are not stale, and only hot inputs
+    are drawn; the draw is seeded (a second run trains the same model)."""
+    from hotrec.training.schedules.slipstream import Slipstream
+
+    seen = []
+    original = Slipstream._skippable
+
+    def spy(self, item, position):
+        skip = original(self, item, position)
+        stale, _ = self.detector.decide(item.slots_per_input())
+        seen.append((self.select, skip, stale, item.all_hot()))
+        return skip
+
+    monkeypatch.setattr(Slipstream, "_skippable", spy)
+    common = ["placement.hot_budget='4KiB'", "placement.slipstream=true"]
+    common += ["placement.slipstream_sample=0.2"]
+    _, stale = run(tmp_path, skewed, "stale", "fae", *common)
+    pick = "placement.slipstream_select='random'"
+    first, rand = run(tmp_path, skewed, "random", "fae", *common, pick)
+    second, _ = run(tmp_path, skewed, "again", "fae", *common, pick)
+
+    share = rand["placement"]["skipped_share_of_hot"]
+    assert share > 0 and abs(share - stale["placement"]["skipped_share_of_hot"]) <= 0.08
+    by_staleness = [(s, st) for sel, s, st, _ in seen if sel == "stale"]
+    assert all(torch.equal(s, st) for s, st in by_staleness)  # the spy sees what is skipped
+    drawn = [(s, st, hot) for sel, s, st, hot in seen if sel == "random"]
+    picked, stale_mask, hot = (torch.cat(x) for x in zip(*drawn, strict=True))
+    assert not (picked & ~hot).any()
+    assert (picked & ~stale_mask).any() and (stale_mask & ~picked).any()
+    a, b = first.model.state_dict(), second.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_random_selection_outside_skip_mode_is_refused(toy):
+    from hotrec.errors import HotrecError
+
+    with pytest.raises(HotrecError, match="control of skip mode"):
+        load_config(
+            "tiny",
+            [
+                f"data.path='{toy}'",
+                "placement.schedule='fae'",
+                "placement.slipstream=true",
+                "placement.slipstream_mode='freeze'",
+                "placement.slipstream_select='random'",
+            ],
+        )

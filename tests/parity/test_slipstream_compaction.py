@@ -60,8 +60,8 @@ class Tally:
             self.lr_scales.append(in_step)
             return base_step(item)
 
-        def skip(item):
-            mask = skippable(item)
+        def skip(item, position):
+            mask = skippable(item, position)
             b = item.batch
             self.skipped += [
                 float(b.label[mask].double().sum()),

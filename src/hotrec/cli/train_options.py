@@ -48,6 +48,7 @@ SHORTCUTS = {
     "slipstream_alpha": "placement.slipstream_alpha",
     "slipstream_mode": "placement.slipstream_mode",
     "slipstream_compact": "placement.slipstream_compact",
+    "slipstream_select": "placement.slipstream_select",
 }
 
 
@@ -179,6 +180,12 @@ def add_shortcuts(p: argparse.ArgumentParser) -> None:
         choices=("skip", "freeze"),
         help="skip: no forward/backward for stale inputs (default); freeze: keep every input, "
         "stop updating stale rows, re-check them every window",
+    )
+    s.add_argument(
+        "--slipstream-select",
+        choices=("stale", "random"),
+        help="skip mode: skip stale inputs (default), or, as a control, as many hot inputs "
+        "chosen at random (what the staleness test adds over plain subsampling)",
     )
     s.add_argument(
         "--slipstream-alpha",

@@ -8,6 +8,7 @@ no forward and no backward for the rest of the epoch (mode "skip"), or stale row
 update while every input trains (mode "freeze", through the row part's update filter).
 Cold inputs are never skipped. With `compact` (one process) the kept inputs
 are re-packed into full mini-batches (compaction.py), so skipped inputs remove whole steps.
+`select` "random" is a control: as many hot inputs skipped, drawn at random instead of stale.
 
 The hot rows watched are the base schedule's hot set when it has one (fae, hotline: the
 device replica), else a profile of the training split under the same hot budget (baseline,
@@ -49,7 +50,7 @@ class Slipstream(Schedule):
         self.detector = StalenessDetector(
             p.slipstream_target, p.slipstream_tolerance, p.slipstream_alpha or None
         )
-        self.mode = p.slipstream_mode
+        self.mode, self.select = p.slipstream_mode, p.slipstream_select
         self.skipped = self.seen_hot = self.consumed = 0
         # compaction: one process (ranks would have to agree on when each step runs)
         self.compactor = Compactor(ctx.loader.batch_size)
@@ -96,11 +97,11 @@ class Slipstream(Schedule):
         self.consumed += size
         if item.trains_hot and self.hot_seen == self.begin and self.before is None:
             self.before = self._hot_rows_now()
-        skip = None
-        if self.fitted and self.mode == "skip":
-            skip = self._skippable(item)
-        kept = size - (0 if skip is None else int(skip.sum()))
         position, self.position = self.position, self.position + 1
+        skip, kept = None, size
+        if self.fitted and self.mode == "skip":
+            skip = self._skippable(item, position)
+            kept -= int(skip.sum())
         scale = 1.0  # the step's learning-rate scale (compaction)
         if self.compact and ((skip is not None and skip.any()) or len(self.compactor)):
             trained, scale = self._compacted(item, skip, position)
@@ -126,9 +127,15 @@ class Slipstream(Schedule):
             return StepResult.nothing_trained(size - kept)
         return dataclasses.replace(result, skipped=size - kept)
 
-    def _skippable(self, item: Prepared) -> torch.Tensor:
-        """bool [B]: the item's hot inputs whose lookups are stale (counted)."""
+    def _skippable(self, item: Prepared, position: int) -> torch.Tensor:
+        """bool [B]: the item's hot inputs whose lookups are stale (counted); with select
+        "random" (a control) hot inputs drawn with the probability that the fit found stale
+        inputs in its sample, so about as many are skipped, chosen without looking at rows."""
         skip, n_hot = self.detector.decide(item.slots_per_input())
+        if self.select == "random":
+            rng = np.random.default_rng([self.ctx.seed, self.epoch, position, 11])
+            draw = torch.from_numpy(rng.random(len(item)) < self.detector.skip_share_)
+            skip = item.all_hot() & draw
         n = int(skip.sum())
         self.skipped += n
         self.seen_hot += n_hot
