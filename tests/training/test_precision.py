@@ -110,28 +110,21 @@ def test_slipstream_narrowing_batches_under_bf16_on_the_cpu_is_noted(tmp_path, c
     assert main(argv) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert ("each new batch size builds new kernels" in out) == noted
+    recorded = json.loads((tmp_path / "run" / "result.json").read_text())["notes"]
+    assert any("each new batch size" in n for n in recorded) == noted  # library runs keep it
     if noted:
         assert "padding forwards to multiples of 64" in out
 
 
 def test_compaction_asked_on_several_ranks_is_noted():
     """Compaction is one process only: several ranks narrow each batch, and say so."""
-    from types import SimpleNamespace
-
-    from hotrec.cli.train import setting_notes
     from hotrec.config import PlacementConfig
+    from hotrec.training.notes import setting_notes
 
     def notes(world: int, compact: bool) -> list[str]:
         p = PlacementConfig(slipstream=True, slipstream_compact=compact)
-        trainer = SimpleNamespace(
-            cfg=SimpleNamespace(placement=p),
-            dist=SimpleNamespace(active=world > 1),
-            schedule=SimpleNamespace(compact=compact and world == 1),
-            ctx=SimpleNamespace(pad_multiple=64),
-            precision="fp32",
-            device=make_device("cpu"),
-        )
-        return setting_notes(trainer)
+        return setting_notes(p, ranks=world, compacting=compact and world == 1, pad_multiple=64,
+                             precision="fp32", on_host=True)  # fmt: skip
 
     assert any("compaction runs on one process" in n for n in notes(2, True))
     assert notes(1, True) == [] and notes(2, False) == []

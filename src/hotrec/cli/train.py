@@ -130,7 +130,7 @@ def _train(args: argparse.Namespace) -> int:
     trainer = _trainer(args, overrides, main_rank)
     if main_rank:
         console.print(f"precision: {trainer.precision} ({trainer.precision_why})")
-        for note in setting_notes(trainer):
+        for note in trainer.notes:
             console.print(note)
     result = trainer.fit()
     if trainer.dist.main:
@@ -143,30 +143,6 @@ def _train(args: argparse.Namespace) -> int:
             )
     leave(trainer.dist)
     return stopped_code(result)
-
-
-def setting_notes(trainer) -> list[str]:
-    """One line each where the run's settings do not do what they say on this run, or are
-    known to be slow on its hardware."""
-    p = trainer.cfg.placement
-    skip = p.slipstream and p.slipstream_mode == "skip"
-    notes = []
-    if skip and p.slipstream_compact and trainer.dist.active:
-        notes.append(
-            "note: Slipstream's compaction runs on one process; on several ranks each batch "
-            "trains what is left of it after skipping"
-        )
-    narrowed = skip and not trainer.schedule.compact
-    unpadded = trainer.ctx.pad_multiple == 0  # padding keeps the sizes to a few (steps.py)
-    if narrowed and unpadded and trainer.precision == "bf16" and trainer.device.is_host:
-        notes.append(
-            "note: under bf16 on the CPU each new batch size builds new kernels, and Slipstream's "
-            "skipped inputs leave batches of changing size (an epoch ran 1.2-1.8x slower than "
-            "without Slipstream in the README's benchmark); padding forwards to multiples of 64 "
-            "(train.pad_multiple=-1, the default, where the model has no dropout) or "
-            "--slipstream-compact avoids it"
-        )
-    return notes
 
 
 def stopped_code(result: dict) -> int:

@@ -29,6 +29,7 @@ from hotrec.training.context import StepContext
 from hotrec.training.diagnosis import why_non_finite
 from hotrec.training.evaluation import evaluate
 from hotrec.training.interrupts import stop_on_signals
+from hotrec.training.notes import setting_notes
 from hotrec.training.optim import build_dense_optimizer
 from hotrec.training.schedules import make_schedule
 from hotrec.training.schedules.base import StepResult
@@ -123,6 +124,9 @@ class Trainer:
         )
         self.schedule = make_schedule(cfg.placement)
         self.schedule.attach(self.ctx)
+        self.notes = setting_notes(cfg.placement, ranks=self.dist.world, compacting=self.schedule.compact,
+                                   pad_multiple=self.ctx.pad_multiple, precision=self.precision,
+                                   on_host=self.device.is_host)  # fmt: skip
         self.timer.watch(self.model.embeddings, "embedding")
 
     # -- checkpoints -------------------------------------------------------------------------
@@ -338,6 +342,7 @@ class Trainer:
             "precision": self.precision,
             "precision_why": self.precision_why,
             "pad_multiple": self.ctx.pad_multiple,
+            "notes": self.notes,
             **({"syncs_per_step": self.syncs.summary} if self.syncs.summary else {}),
             "placement": self.schedule.stats(),
             "embedding": self._describe_embedding(),

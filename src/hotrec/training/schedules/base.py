@@ -108,11 +108,13 @@ class Schedule:
     adds the accounting); sync() makes the host rows current (before evaluation and
     checkpoints); reload() refreshes device copies after the host rows changed (a restored
     checkpoint); traffic() is the embedding bytes moved so far, both ways; stats() reports
-    traffic and shares. `hotset` is the placement's hot set, for schedules that have one.
+    traffic and shares. `hotset` is the placement's hot set, for schedules that have one;
+    `compact`: kept inputs are re-packed into full batches (a filter that skips inputs).
     """
 
     name = "schedule"
     hotset = None
+    compact = False
 
     def attach(self, ctx: StepContext) -> None:
         self.ctx = ctx
