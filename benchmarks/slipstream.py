@@ -262,7 +262,8 @@ def main() -> None:
                    help="targets D for the AUC curve (fae; none: no curve)")  # fmt: skip
     p.add_argument("--curve-seeds", type=int, default=1, help="seeds of each curve point")
     p.add_argument("--curve-compact", action="store_true",
-                   help="curve runs with compaction (default: what is left of each batch)")  # fmt: skip
+                   help="curve runs with compaction "
+                        "(default: what is left of each batch)")  # fmt: skip
     p.add_argument("--control", action="store_true",
                    help="curve also with --slipstream-select random: as many hot inputs "
                         "skipped, chosen at random")  # fmt: skip

@@ -124,8 +124,9 @@ class Trainer:
         )
         self.schedule = make_schedule(cfg.placement)
         self.schedule.attach(self.ctx)
-        self.notes = setting_notes(cfg.placement, ranks=self.dist.world, compacting=self.schedule.compact,
-                                   pad_multiple=self.ctx.pad_multiple, precision=self.precision,
+        self.notes = setting_notes(cfg.placement, ranks=self.dist.world,
+                                   compacting=self.schedule.compact, precision=self.precision,
+                                   pad_multiple=self.ctx.pad_multiple,
                                    on_host=self.device.is_host)  # fmt: skip
         self.timer.watch(self.model.embeddings, "embedding")
 
