@@ -8,8 +8,9 @@ also that without padding each forward to a multiple of 64 rows, which bf16 on t
 by default; train.pad_multiple=0). Round r trains every variant with seed r. Per schedule:
 the epoch time saved per round (1 - slipstream / base, paired within a round) against the
 share of the epoch's samples skipped, and the val AUC difference to the base schedule of the
-same seed, medians with min-max. Then fae + slipstream for several targets D (single runs,
-for AUC).
+same seed, medians with min-max. Then the AUC curve (--rounds 0: it alone): fae + slipstream
+for each target D of --curve over --curve-seeds seeds, with --control also skipping as many
+hot inputs chosen at random (--slipstream-select random), AUC against fae of the same seed.
 """
 
 from __future__ import annotations
