@@ -247,6 +247,7 @@ def test_random_selection_is_a_control_of_the_same_share(tmp_path, skewed, monke
     first, rand = run(tmp_path, skewed, "random", "fae", *common, pick)
     second, _ = run(tmp_path, skewed, "again", "fae", *common, pick)
 
+    assert (rand["placement"]["select"], stale["placement"]["select"]) == ("random", "stale")
     share = rand["placement"]["skipped_share_of_hot"]
     assert share > 0 and abs(share - stale["placement"]["skipped_share_of_hot"]) <= 0.08
     by_staleness = [(s, st) for sel, s, st, _ in seen if sel == "stale"]

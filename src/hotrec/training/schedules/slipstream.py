@@ -331,6 +331,7 @@ class Slipstream(Schedule):
         return {
             **base,
             "schedule": self.name,
+            "select": self.select,  # "random": the control run, not Slipstream's choice
             "threshold": self.epochs[-1]["threshold"] if self.epochs else None,
             "skipped_inputs": skipped,
             "skipped_share_of_hot": round(skipped / max(seen_hot, 1), 4),
