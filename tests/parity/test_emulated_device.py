@@ -220,9 +220,12 @@ def pinned_allocations_per_step(tmp_path, data, schedule) -> list[int]:
 def test_training_allocates_pinned_memory_only_in_its_first_steps(tmp_path, data, schedule):
     """Every async copy, either way, goes through reused pinned buffers (a page-locked
     allocation per step would cost more than the copy on CUDA). After the first steps the
-    pools grow only to fit a larger gather than any before (powers of 2), not per step."""
+    pools grow only to fit a larger gather than any before (powers of 2), not per step: at
+    most 8 after step 20 (a copy engine lagging under load keeps more buffers in flight: 5
+    seen once for hotline on a busy 2-core machine), where the negative control below grows
+    by one per step (67 here)."""
     allocated = pinned_allocations_per_step(tmp_path, data, schedule)
-    assert len(allocated) > 60 and allocated[-1] - allocated[20] <= 4, allocated
+    assert len(allocated) > 60 and allocated[-1] - allocated[20] <= 8, allocated
 
 
 def test_negative_control_a_fresh_readback_buffer_per_copy_fails(tmp_path, data, monkeypatch):
