@@ -278,6 +278,10 @@ def main() -> None:
     p.add_argument("--unpadded", action="store_true",
                    help="also slipstream without compaction nor padding (train.pad_multiple=0)")  # fmt: skip
     args = p.parse_args()
+    if args.rounds < 0 or args.curve_seeds < 1:
+        p.error("--rounds must be 0 or more and --curve-seeds 1 or more")
+    if args.rounds == 0 and not args.curve:
+        p.error("--rounds 0 runs the AUC curve alone: give it --curve targets")
     result = run(args)
     save(args, "slipstream", result, plot)
 

@@ -26,13 +26,8 @@ from hotrec.embeddings.parts import numpy_bag_keys, numpy_keys
 from hotrec.placement.hot_cold import LookupPlan, plan_lookups
 from hotrec.progress import console
 from hotrec.training.context import StepContext
-from hotrec.training.schedules.base import Prepared, Schedule
-from hotrec.training.schedules.placed import (
-    Reprofiler,
-    install_routing,
-    obtain_hotset,
-    placement_stats,
-)
+from hotrec.training.schedules.base import Prepared
+from hotrec.training.schedules.placed import Placed, placement_stats
 from hotrec.types import Batch
 
 CLASSIFY_ROWS = 1 << 18  # rows per classification chunk
@@ -127,13 +122,11 @@ def _by_stream(prepare: Callable[[Batch], Prepared], streams: Iterator[bool]):
     return prepared
 
 
-class FAE(Schedule):
+class FAE(Placed):
     name = "fae"
 
     def attach(self, ctx: StepContext) -> None:
         super().attach(ctx)
-        self.hotset = obtain_hotset(ctx)
-        self.routed = install_routing(ctx, self.hotset)
         arrays = ctx.train
         offsets = self.routed.offsets.numpy()
         keys = numpy_keys(self.routed)
@@ -147,7 +140,6 @@ class FAE(Schedule):
         self.cold_batches = stream_batches(np.flatnonzero(~hot), d.batch_size)
         self.hot_inputs, self.inputs = int(hot.sum()), len(hot)
         self.loader = IndexBatches(arrays, d.prefetch, ctx.device.name == "cuda", ctx.loader.part)
-        self.reprofiler = Reprofiler(ctx.placement.reprofile_every, self.hotset.capacity)
         console.print(
             f"fae: {self.hot_inputs:,} of {self.inputs:,} training inputs are hot "
             f"({len(self.hot_batches):,} hot and {len(self.cold_batches):,} cold batches)"
@@ -192,35 +184,17 @@ class FAE(Schedule):
         only) and the plan of its lookups; streams stay as classified at start, so after a
         re-profile a batch that is no longer all-hot runs split."""
         generation = self.generation  # read before the slot map: a swap in between re-prepares
-        keyed = None if batch.bags is None else self.routed.key_bags(batch.bags)
-        if keyed is None:
-            ids = self.routed.global_ids(batch.sparse)  # [B, K]
-        else:
-            ids = self.routed.bag_rows(keyed)  # [L] every id of every bag
-        slots = self.routed.slots(ids)  # [B, K]
+        keyed, ids, slots = self.lookups(batch)
         hot = bool((slots >= 0).all())
         item = FAEPrepared(batch, ids, slots, generation, trains_hot=hot, lookups=keyed)
         return plan_batch(item)
 
     def run(self, item: FAEPrepared) -> float:
         self.routed.mode = "device" if item.trains_hot else "split"
-        self.reprofiler.record(item.ids)
         self.routed.expect(item.plan)
         loss = self._step_on_device([item.batch])
-        if self.reprofiler.due(self.ctx.step + 1):
-            with self.ctx.timer.section("sync"):
-                self.generation += int(self.reprofiler.swap(self.routed))
+        self.reprofile(item.ids)
         return loss
-
-    def sync(self) -> None:
-        with self.ctx.timer.section("sync"):
-            self.routed.replica.push()
-
-    def reload(self) -> None:
-        self.routed.replica.pull()
-
-    def traffic(self) -> tuple[int, int]:
-        return self.routed.traffic.h2d_bytes, self.routed.traffic.d2h_bytes
 
     def stats(self) -> dict:
         return placement_stats(self, self.hot_inputs / max(self.inputs, 1))

@@ -27,13 +27,8 @@ from hotrec.data.loader import prefetched
 from hotrec.device import Event
 from hotrec.placement.hot_cold import LookupPlan, plan_lookups
 from hotrec.training.context import StepContext
-from hotrec.training.schedules.base import Prepared, Schedule
-from hotrec.training.schedules.placed import (
-    Reprofiler,
-    install_routing,
-    obtain_hotset,
-    placement_stats,
-)
+from hotrec.training.schedules.base import Prepared
+from hotrec.training.schedules.placed import Placed, placement_stats
 from hotrec.training.steps import batch_to_device, select, train_step
 from hotrec.types import Batch
 
@@ -82,13 +77,11 @@ def split_micro(item: HotlinePrepared) -> HotlinePrepared:
     return item
 
 
-class Hotline(Schedule):
+class Hotline(Placed):
     name = "hotline"
 
     def attach(self, ctx: StepContext) -> None:
         super().attach(ctx)
-        self.hotset = obtain_hotset(ctx)
-        self.routed = install_routing(ctx, self.hotset)
         ahead = ctx.placement.lookahead  # -1: auto; several ranks gather inline (collective)
         auto = 0 if ctx.device.is_host or ctx.dist.active else AUTO_LOOKAHEAD
         self.lookahead = ahead if ahead >= 0 else auto
@@ -99,7 +92,6 @@ class Hotline(Schedule):
         self.written = torch.zeros(rows, dtype=torch.int32) if self.lookahead else None
         self.side = None if ctx.device.is_host else ctx.device.side_stream()
         self.popular_samples = self.samples = self.patched_rows = 0
-        self.reprofiler = Reprofiler(ctx.placement.reprofile_every, self.hotset.capacity)
         split = ctx.placement.hotline_split
         self.fused = split == "fused" or (
             split == "auto" and (ctx.device.is_host or ctx.dist.active)
@@ -114,12 +106,7 @@ class Hotline(Schedule):
     def prepare(self, batch: Batch) -> HotlinePrepared:
         """Worker side: rows, slots, split, plans, and the unique cold rows gathered and shipped."""
         generation = self.generation  # read before the slot map: a swap in between re-prepares
-        keyed = None if batch.bags is None else self.routed.key_bags(batch.bags)
-        if keyed is None:
-            ids = self.routed.global_ids(batch.sparse)  # [B, K]
-        else:
-            ids = self.routed.bag_rows(keyed)  # [L] every id of every bag
-        slots = self.routed.slots(ids)
+        keyed, ids, slots = self.lookups(batch)
         cold_rows = torch.unique(ids[slots < 0])  # sorted
         with self.store.lock:
             seq = self.seq
@@ -162,10 +149,7 @@ class Hotline(Schedule):
         if self.written is not None:
             self.written.index_fill_(0, item.cold_rows, self.seq)
         self.routed.prefetched = None
-        self.reprofiler.record(item.ids)
-        if self.reprofiler.due(t.step + 1):
-            with t.timer.section("sync"):
-                self.generation += int(self.reprofiler.swap(self.routed))
+        self.reprofile(item.ids)
         self.popular_samples += int(item.popular.sum())
         self.samples += len(item)
         return loss
@@ -181,16 +165,6 @@ class Hotline(Schedule):
             dev = self.ctx.device
             item.values.index_copy_(0, dev.upload(where), dev.upload(fresh))
             self.patched_rows += len(where)
-
-    def sync(self) -> None:
-        with self.ctx.timer.section("sync"):
-            self.routed.replica.push()
-
-    def reload(self) -> None:
-        self.routed.replica.pull()
-
-    def traffic(self) -> tuple[int, int]:
-        return self.routed.traffic.h2d_bytes, self.routed.traffic.d2h_bytes
 
     def stats(self) -> dict:
         """Traffic of this rank; the popular share over every rank's samples."""

@@ -1,4 +1,5 @@
-"""Set-up shared by the placement schedules: the hot set, the device replica, the routing."""
+"""What the placement schedules (fae, hotline) share: the hot set, the device replica, the
+routing of lookups, re-profiling, and the replica's rows pushed to the host at each sync."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from hotrec.placement.hotset import HotSet
 from hotrec.placement.popularity import PopularityProfiler, parse_bytes
 from hotrec.progress import console
 from hotrec.training.context import StepContext
+from hotrec.training.schedules.base import Schedule
+from hotrec.types import Bags, Batch
 
 
 def rows_to_place(ctx: StepContext) -> nn.Module:
@@ -77,6 +80,45 @@ def _table_names(ctx: StepContext, part: nn.Module) -> list[str]:
     if len(names) == len(part.table_rows):
         return names
     return [f"table{t}" for t in range(len(part.table_rows))]
+
+
+class Placed(Schedule):
+    """A schedule whose hot rows live on a device replica and whose lookups are routed to it
+    or to the host rows: fae and hotline build on it."""
+
+    def attach(self, ctx: StepContext) -> None:
+        super().attach(ctx)
+        self.hotset = obtain_hotset(ctx)
+        self.routed = install_routing(ctx, self.hotset)
+        self.reprofiler = Reprofiler(ctx.placement.reprofile_every, self.hotset.capacity)
+
+    def lookups(self, batch: Batch) -> tuple[Bags | None, torch.Tensor, torch.Tensor]:
+        """(keyed bags or None, global rows [B, K] or [L] every id of every bag, their replica
+        slots: -1 where a row is on the host only)."""
+        keyed = None if batch.bags is None else self.routed.key_bags(batch.bags)
+        if keyed is None:
+            ids = self.routed.global_ids(batch.sparse)
+        else:
+            ids = self.routed.bag_rows(keyed)
+        return keyed, ids, self.routed.slots(ids)
+
+    def reprofile(self, ids: torch.Tensor) -> None:
+        """After a step: count its rows, and when `placement.reprofile_every` steps have
+        passed, move the hot set to the window's most-accessed rows (between steps)."""
+        self.reprofiler.record(ids)
+        if self.reprofiler.due(self.ctx.step + 1):
+            with self.ctx.timer.section("sync"):
+                self.generation += int(self.reprofiler.swap(self.routed))
+
+    def sync(self) -> None:
+        with self.ctx.timer.section("sync"):
+            self.routed.replica.push()
+
+    def reload(self) -> None:
+        self.routed.replica.pull()
+
+    def traffic(self) -> tuple[int, int]:
+        return self.routed.traffic.h2d_bytes, self.routed.traffic.d2h_bytes
 
 
 class Reprofiler:
