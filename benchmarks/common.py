@@ -101,6 +101,16 @@ def start_plot():
     return plt
 
 
+def finish_plot(fig, result: dict, path: Path, details: str = "", sep: str = ", ") -> None:
+    """Title the figure with the machine (and `details`), lay it out and write it to `path`."""
+    m = result["machine"]
+    fig.suptitle(
+        f"{m['cpu']} ({m['cores']} cores)" + (sep + details if details else ""), fontsize=9
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def command_line() -> str:
     """The command that reproduces this run."""
     return "python " + " ".join(shlex.quote(a) for a in sys.argv)

@@ -38,7 +38,15 @@ from pathlib import Path
 
 import numpy as np
 
-from common import command_line, kaggle_like_dataset, machine, rate_summary, save, training_args
+from common import (
+    command_line,
+    finish_plot,
+    kaggle_like_dataset,
+    machine,
+    rate_summary,
+    save,
+    training_args,
+)
 
 KINDS = ("ids", "rows", "gradients", "dense", "hot")
 WORLDS = (2, 4, 8, 16, 32, 64)
@@ -242,10 +250,8 @@ def plot(result: dict, path: Path) -> None:
         ax.set_ylabel("predicted samples/s")
         ax.set_title(f"model: {preset}", fontsize=9)
         ax.legend(fontsize=7)
-    fig.suptitle(f"{result['machine']['cpu']} ({result['machine']['cores']} cores); "
-                 "predictions from measured bytes and compute (see assumptions)", fontsize=9)  # fmt: skip
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    finish_plot(fig, result, path,
+                "predictions from measured bytes and compute (see assumptions)", "; ")  # fmt: skip
 
 
 def main() -> None:

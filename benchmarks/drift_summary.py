@@ -156,20 +156,16 @@ def targets(runs: dict[str, list[dict]], summary: dict, step_ms: dict[str, float
             f"{best} has the best mean test AUC ({means[best]:.4f}), not masked_transformer "
             f"({means[MT]:.4f})."
         )
-    for name, info in per_seed.items():
-        if info["best"] != MT:
-            v = dict(info["ranking"])
-            notes.append(
-                f"In {name} {info['best']} has the best mean test AUC ({v[info['best']]:.4f} vs "
-                f"masked_transformer's {v[MT]:.4f})."
-            )
-    for label, info in per_period.items():
-        if info["best"] != MT:
-            v = dict(info["ranking"])
-            notes.append(
-                f"On {label} (seed mean) {info['best']} has the best test AUC "
-                f"({v[info['best']]:.4f} vs masked_transformer's {v[MT]:.4f})."
-            )
+    wins = (("In {} {} has the best mean test AUC", per_seed),
+            ("On {} (seed mean) {} has the best test AUC", per_period))  # fmt: skip
+    for says, table in wins:
+        for where, info in table.items():
+            if info["best"] != MT:
+                v = dict(info["ranking"])
+                notes.append(
+                    f"{says.format(where, info['best'])} ({v[info['best']]:.4f} vs "
+                    f"masked_transformer's {v[MT]:.4f})."
+                )
     lost = [f"{c} ({b})" for c, b in cells.items() if b != MT]
     if lost:
         notes.append(

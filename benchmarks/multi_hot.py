@@ -16,7 +16,15 @@ import argparse
 import statistics
 from pathlib import Path
 
-from common import command_line, kaggle_like_dataset, machine, rate_summary, save, training_args
+from common import (
+    command_line,
+    finish_plot,
+    kaggle_like_dataset,
+    machine,
+    rate_summary,
+    save,
+    training_args,
+)
 from hotrec.config import load_config
 from hotrec.training.runs import start_run
 
@@ -126,13 +134,8 @@ def plot(result: dict, path: Path) -> None:
     for ax in (a, b):
         ax.tick_params(axis="x", labelrotation=25, labelsize=8)
     s = result["setup"]
-    fig.suptitle(
-        f"{result['machine']['cpu']} ({result['machine']['cores']} cores), device={s['device']}, "
-        f"{s['rows']:,} rows, {s['ids_per_sample']} ids per sample, hot budget {s['hot_budget']}",
-        fontsize=9,
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    finish_plot(fig, result, path, f"device={s['device']}, {s['rows']:,} rows, "
+                f"{s['ids_per_sample']} ids per sample, hot budget {s['hot_budget']}")  # fmt: skip
 
 
 def main() -> None:

@@ -14,7 +14,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import command_line, kaggle_like_dataset, machine, save, start_plot, training_args
+from common import (
+    command_line,
+    finish_plot,
+    kaggle_like_dataset,
+    machine,
+    save,
+    start_plot,
+    training_args,
+)
 from hotrec.config import load_config, replace
 from hotrec.data.format import open_dataset
 from hotrec.placement.planner import SCHEDULES, plan
@@ -125,10 +133,7 @@ def plot(result: dict, path: Path) -> None:
         ax.set_title(f"{device}: recommended {rec}", fontsize=10)
         ax.legend(fontsize=8)
     s = result["setup"]
-    fig.suptitle(f"{result['machine']['cpu']} ({result['machine']['cores']} cores), "
-                 f"{s['rows']:,} rows, hot budget {s['hot_budget']}", fontsize=9)  # fmt: skip
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    finish_plot(fig, result, path, f"{s['rows']:,} rows, hot budget {s['hot_budget']}")
 
 
 def main() -> None:

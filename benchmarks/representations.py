@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import command_line, kaggle_like_dataset, machine, save, training_args
+from common import command_line, finish_plot, kaggle_like_dataset, machine, save, training_args
 from hotrec.config import load_config
 from hotrec.data.format import open_dataset
 from hotrec.embeddings.describe import describe
@@ -239,12 +239,7 @@ def plot(result: dict, path: Path) -> None:
         b.set_ylabel("inference latency (ms, median)")
         b.set_title(f"{tag}: latency per batch ({result['setup']['device']})", fontsize=10)
         b.legend(fontsize=8)
-    m = result["machine"]
-    fig.suptitle(
-        f"{m['cpu']} ({m['cores']} cores), dhe k={result['setup']['dhe_hashes']}", fontsize=9
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    finish_plot(fig, result, path, f"dhe k={result['setup']['dhe_hashes']}")
 
 
 def main() -> None:

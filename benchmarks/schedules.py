@@ -13,7 +13,15 @@ import argparse
 import statistics
 from pathlib import Path
 
-from common import command_line, kaggle_like_dataset, machine, ratio_summary, save, training_args
+from common import (
+    command_line,
+    finish_plot,
+    kaggle_like_dataset,
+    machine,
+    ratio_summary,
+    save,
+    training_args,
+)
 from hotrec.config import load_config
 from hotrec.placement.popularity import parse_bytes
 from hotrec.training.runs import start_run
@@ -145,15 +153,10 @@ def plot(result: dict, path: Path) -> None:
     c.set_ylabel("val AUC")
     c.set_title("quality", fontsize=10)
     s = result["setup"]
-    fig.suptitle(
-        f"{result['machine']['cpu']} ({result['machine']['cores']} cores), device={s['device']}, "
-        f"tables {s['table_bytes'] / 2**20:,.0f} MiB, hot budget {s['hot_budget']}",
-        fontsize=9,
-    )
     for ax in (a, b, c):
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    finish_plot(fig, result, path, f"device={s['device']}, "
+                f"tables {s['table_bytes'] / 2**20:,.0f} MiB, hot budget {s['hot_budget']}")  # fmt: skip
 
 
 def main() -> None:

@@ -18,7 +18,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import command_line, kaggle_like_dataset, machine, save, spread, training_args
+from common import (
+    command_line,
+    finish_plot,
+    kaggle_like_dataset,
+    machine,
+    save,
+    spread,
+    training_args,
+)
 from hotrec.config import load_config
 from hotrec.training.runs import start_run
 
@@ -203,13 +211,8 @@ def plot(result: dict, path: Path) -> None:
         _plot_rounds(axes[0][0], result)
     if curve:  # without --curve targets: the timing panel only
         _plot_curve(axes[0][panels - 1], curve)
-    fig.suptitle(
-        f"{result['machine']['cpu']} ({result['machine']['cores']} cores), "
-        f"device={result['setup']['device']}, {result['setup'].get('precision')}",
-        fontsize=9,
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    s = result["setup"]
+    finish_plot(fig, result, path, f"device={s['device']}, {s.get('precision')}")
 
 
 def _plot_rounds(a, result: dict) -> None:

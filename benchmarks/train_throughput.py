@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import command_line, kaggle_like_dataset, machine, save, training_args
+from common import command_line, finish_plot, kaggle_like_dataset, machine, save, training_args
 from hotrec.config import load_config, replace
 from hotrec.models.interactions import DotInteraction
 from hotrec.models.mlp import mlp
@@ -196,9 +196,7 @@ def plot(result: dict, path: Path) -> None:
     b.set_xlabel("seconds in the end-to-end run")
     b.set_title("hotrec end-to-end time split", fontsize=10)
     b.legend(fontsize=8)
-    fig.suptitle(f"{result['machine']['cpu']} ({result['machine']['cores']} cores)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    finish_plot(fig, result, path)
 
 
 def main() -> None:
