@@ -37,7 +37,6 @@ import weakref
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_flatten, tree_map
 
 from hotrec.device.base import Device, Event, Stream
 from hotrec.device.copy_engine import (  # noqa: F401 (DeviceError: part of this module's API)
@@ -47,6 +46,7 @@ from hotrec.device.copy_engine import (  # noqa: F401 (DeviceError: part of this
     poison,
     same_bytes,
 )
+from hotrec.device.walk import map_tensors, tensors_in
 
 aten = torch.ops.aten
 _META = torch.device("meta")
@@ -107,14 +107,15 @@ class DeviceTensor(torch.Tensor):
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        leaves = [x for x in tree_flatten((args, kwargs))[0] if isinstance(x, torch.Tensor)]
+        leaves: list[torch.Tensor] = []
+        tensors_in((args, kwargs), leaves)
         wrappers = {id(x.inner): x for x in leaves if isinstance(x, DeviceTensor)}
         emulators = {id(x.emulator): x.emulator for x in wrappers.values()}
         if len(emulators) != 1:
             raise DeviceError(f"{func}: tensors of two emulated devices in one op")
         dev = next(iter(emulators.values()))
         dev._check_args(func, leaves)
-        unwrapped_args, unwrapped_kwargs = tree_map(_unwrap, (args, kwargs))
+        unwrapped_args, unwrapped_kwargs = map_tensors(_unwrap, (args, kwargs))
         host_out = dev._sync_kind(func, args, kwargs)
         if unwrapped_kwargs.get("device") in (_META, "meta"):  # factories like new_zeros
             unwrapped_kwargs["device"] = _CPU
@@ -128,7 +129,7 @@ class DeviceTensor(torch.Tensor):
             known = wrappers.get(id(x))  # in-place / out=: the input wrapper itself
             return known if known is not None else DeviceTensor(x, dev)
 
-        return tree_map(wrap, out)
+        return map_tensors(wrap, out)
 
 
 def _unwrap(x):
