@@ -35,101 +35,34 @@ from common import RESULTS, command_line, machine, write_result
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
+
+def split(*parts: str) -> list[str]:
+    """Command-line words of `parts` (none holds a space)."""
+    return " ".join(parts).split()
+
+
 # Sizes: full on a GPU (under 8 minutes on one H100), ci on the emulated device.
 SIZES = {
     "full": {
         "tests": ["-k", "cuda"],
-        "schedules": [
-            "--rows",
-            "1000000",
-            "--max-table-rows",
-            "1000000",
-            "--hot-budget",
-            "16MiB",
-            "--rounds",
-            "1",
-            "--sync-steps",
-            "20",
-        ],  # fmt: skip
-        "training": [
-            "--rows",
-            "300000",
-            "--steps",
-            "100",
-            "--rounds",
-            "3",
-            "--quality-epochs",
-            "0",
-        ],  # fmt: skip
-        "serving": ["--rows", "100000", "--points", "4", "--duration", "4"],
-        "slipstream": [
-            "--rows",
-            "300000",
-            "--rounds",
-            "2",
-            "--schedules",
-            "fae",
-            "hotline",
-            "--curve",
-        ],  # fmt: skip
+        "schedules": split("--rows 1000000 --max-table-rows 1000000 --hot-budget 16MiB",
+                           "--rounds 1 --sync-steps 20"),
+        "training": split("--rows 300000 --steps 100 --rounds 3 --quality-epochs 0"),
+        "serving": split("--rows 100000 --points 4 --duration 4"),
+        "slipstream": split("--rows 300000 --rounds 2 --schedules fae hotline --curve"),
     },
     "ci": {
         "tests": ["-k", "emulated and sync_budget"],
-        "schedules": [
-            "--rows",
-            "6000",
-            "--max-table-rows",
-            "3000",
-            "--hot-budget",
-            "16KiB",
-            "--rounds",
-            "1",
-            "--sync-steps",
-            "3",
-        ],  # fmt: skip
-        "slipstream": [
-            "--rows",
-            "20000",
-            "--max-table-rows",
-            "3000",
-            "--hot-budget",
-            "16KiB",
-            "--rounds",
-            "1",
-            "--schedules",
-            "fae",
-            "--curve",
-        ],  # fmt: skip
-        "training": [
-            "--rows",
-            "6000",
-            "--max-table-rows",
-            "3000",
-            "--batch-size",
-            "256",
-            "--steps",
-            "4",
-            "--rounds",
-            "1",
-            "--quality-epochs",
-            "0",
-        ],  # fmt: skip
-        "serving": [
-            "--rows",
-            "3000",
-            "--max-table-rows",
-            "500",
-            "--dhe-hashes",
-            "8",
-            "--points",
-            "1",
-            "--duration",
-            "0.5",
-            "--queries",
-            "40",
-        ],  # fmt: skip
+        "schedules": split("--rows 6000 --max-table-rows 3000 --hot-budget 16KiB --rounds 1",
+                           "--sync-steps 3"),
+        "slipstream": split("--rows 20000 --max-table-rows 3000 --hot-budget 16KiB --rounds 1",
+                            "--schedules fae --curve"),
+        "training": split("--rows 6000 --max-table-rows 3000 --batch-size 256 --steps 4",
+                          "--rounds 1 --quality-epochs 0"),
+        "serving": split("--rows 3000 --max-table-rows 500 --dhe-hashes 8 --points 1",
+                         "--duration 0.5 --queries 40"),
     },
-}
+}  # fmt: skip
 MIN_TABLES_OVER_BUDGET = 20  # the hybrid case is real only when the tables dwarf the hot set
 
 
