@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hotrec.placement.planner import Popularity, Rates, Shape, plan, predict
+from hotrec.training.plan import pass_cost_s
 
 SHAPE = Shape(batch_size=100, lookups=10, dim=16, rows=10_000, table_bytes=10_000 * 68,
               train_rows=50_000)  # fmt: skip
@@ -55,6 +56,25 @@ def test_hotline_hides_its_gather_behind_the_network_only_where_there_is_a_side_
     assert hidden.step_s == pytest.approx(0.010 + back)  # the gather is shorter than the net
     assert hidden.h2d_bytes_per_step == 50 * ROW
     assert hidden.d2h_bytes_per_step == pytest.approx(200 * ROW)
+
+
+def test_hotline_on_a_device_pays_the_network_pass_twice_and_the_host_once():
+    link = dict(h2d_bytes_per_s=1e9, d2h_bytes_per_s=1e9)
+    back = 200 * 20e-9 + 200 * ROW / 1e9
+    split = predict("hotline", SHAPE, rates(overlaps=True, net_pass_s=0.003, **link), POP)
+    assert split.step_s == pytest.approx(0.010 + 0.003 + back)  # two micro-batches
+    fused = predict("hotline", SHAPE, rates(net_pass_s=0.003, **link), POP)
+    assert fused.step_s == pytest.approx(predict("hotline", SHAPE, rates(**link), POP).step_s)
+    for other in ("baseline", "device_only", "fae"):  # one pass per batch: unchanged
+        with_pass = predict(other, SHAPE, rates(overlaps=True, net_pass_s=0.003), POP)
+        assert with_pass.step_s == predict(other, SHAPE, rates(overlaps=True), POP).step_s
+
+
+def test_the_pass_cost_is_the_step_time_at_zero_batch():
+    # 2 ms per pass + 10 us per input, measured at 1024 and 128 inputs
+    assert pass_cost_s(1024, 0.002 + 1024e-5, 128, 0.002 + 128e-5) == pytest.approx(0.002)
+    assert pass_cost_s(1024, 0.010, 128, 0.001) == 0.0  # noise below zero: none
+    assert pass_cost_s(1024, 0.010, 128, 0.012) == 0.010  # never more than the whole step
 
 
 def test_the_recommendation_is_the_fastest_that_fits_and_device_only_among_near_equals():

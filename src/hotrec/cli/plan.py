@@ -124,7 +124,9 @@ def print_plan(shape, rates, pops, result, command: str) -> None:
         f"optimizer state; batch {shape.batch_size}"
     )
     console.print(
-        f"measured on {rates.device}: network {ms(rates.net_step_s)} ms/step; host store "
+        f"measured on {rates.device}: network {ms(rates.net_step_s)} ms/step"
+        + (f" ({ms(rates.net_pass_s)} of it per pass)" if rates.net_pass_s else "")
+        + "; host store "
         f"{rates.host_gather_s_per_row * 1e9:.0f} ns/row gather, "
         f"{rates.host_update_s_per_row * 1e9:.0f} ns/row update; link up "
         f"{rate(rates.h2d_bytes_per_s)}, down {rate(rates.d2h_bytes_per_s)}"

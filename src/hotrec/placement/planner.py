@@ -10,9 +10,13 @@ mini-batch of B inputs with K lookups each, rows of D values of 4 bytes:
                batches gather and update their cold lookups on the host (hot ones: replica)
   hotline      net + the unique cold rows gathered and copied (hidden behind the network
                where the device has its own memory and a side stream) + the cold lookups'
-               gradients copied back and applied on host
+               gradients copied back and applied on host; on such a device the batch runs as
+               two micro-batches (popular, non-popular), so the network's fixed cost of a
+               pass (`pass`) is paid once more
 
-`net` is measured with every row on the device, so it includes the device-side row work.
+`net` is measured with every row on the device, so it includes the device-side row work;
+`pass` is the part of it that does not grow with the batch (op dispatch, kernel launches),
+from `net` measured again at an eighth of the batch.
 
 The host device has no link: copies cost nothing and nothing overlaps.
 """
@@ -38,6 +42,7 @@ class Rates:
     d2h_bytes_per_s: float | None
     overlaps: bool  # a side stream can hide host work behind device compute
     device_free_bytes: int | None  # None: host memory (tables always fit)
+    net_pass_s: float = 0.0  # the network step's cost that does not grow with the batch
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,10 @@ def predict(schedule: str, shape: Shape, rates: Rates, pop: Popularity | None) -
         ahead = gathered * rates.host_gather_s_per_row
         ahead += _copy_s(gathered * row, rates.h2d_bytes_per_s)
         back = cold * rates.host_update_s_per_row + _copy_s(cold * row, rates.d2h_bytes_per_s)
-        t = (max(net, ahead) if rates.overlaps else net + ahead) + back
+        if rates.overlaps:  # split into two micro-batches: one more pass of the network
+            t = max(net + rates.net_pass_s, ahead) + back
+        else:  # the host: one fused pass, nothing hidden
+            t = net + ahead + back
         return done(t, gathered * row, cold * row)
     raise ValueError(f"unknown schedule {schedule!r}")
 

@@ -2,7 +2,9 @@
 
 - the network: device_only steps of the configured model at the configured batch size on a
   copy of the data's shape with tables capped at NET_TABLE_ROWS rows (every row on the
-  device, so the step includes the device-side row work);
+  device, so the step includes the device-side row work); on a device other than the host,
+  again at an eighth of the batch: the line through the two gives the cost of a pass that
+  does not grow with the batch (what hotline's second micro-batch pays again);
 - the host store: gathers and optimizer updates of rows drawn from the data's own lookups
   (folded into a table of at most HOST_TABLE_BYTES, so the skew and the cache misses are the
   data's);
@@ -74,9 +76,11 @@ def network_step_s(
     workdir: Path,
     batches: int = BATCHES,
     bag_lengths: dict[int, int] | None = None,
+    batch_size: int | None = None,
 ) -> float:
-    """Seconds per device_only step on stand-in data of the same shape (median of steps);
-    a multi-hot table's bags hold `bag_lengths[t]` ids each (its mean, rounded)."""
+    """Seconds per device_only step on stand-in data of the same shape (median of steps), at
+    `batch_size` (default: the configured one); a multi-hot table's bags hold
+    `bag_lengths[t]` ids each (its mean, rounded)."""
     from hotrec.training.trainer import Trainer
 
     small = Schema(
@@ -84,7 +88,8 @@ def network_step_s(
         tuple(TableSpec(t.name, min(t.rows, NET_TABLE_ROWS), t.pooling) for t in schema.tables),
     )
     rng = np.random.default_rng(0)
-    n = (batches + 2) * cfg.data.batch_size
+    batch_size = batch_size or cfg.data.batch_size
+    n = (batches + 2) * batch_size
     data = workdir / "standin"
     sizes = {t: (bag_lengths or {}).get(t, 1) for t in small.bag_tables}
     with DatasetWriter(data) as w:
@@ -100,7 +105,7 @@ def network_step_s(
         w.commit(small, {"source": "hotrec plan stand-in"})
     run = replace(
         cfg,
-        data={"path": str(data), "shuffle": False},
+        data={"path": str(data), "shuffle": False, "batch_size": batch_size},
         train={"checkpoint_every": 0, "eval_every": 0},
         placement={"schedule": "device_only", "slipstream": False, "hotset": ""},
     )
@@ -248,8 +253,15 @@ def measure(cfg: RunConfig, dataset: Dataset, budgets: list[int] | None, progres
     say("timing copies between host and device")
     h2d, d2h = link_rates(device)
     say("timing the network's steps")
+    bags, b = mean_bags(dataset), shape.batch_size
     with tempfile.TemporaryDirectory(prefix="hotrec-plan-") as tmp:
-        net = network_step_s(cfg, dataset.schema, Path(tmp), bag_lengths=mean_bags(dataset))
+        net = network_step_s(cfg, dataset.schema, Path(tmp), bag_lengths=bags)
+        pass_s = 0.0
+        if not device.is_host and b >= 16:  # the host runs hotline as one pass
+            (Path(tmp) / "small").mkdir()
+            small = network_step_s(cfg, dataset.schema, Path(tmp) / "small", bag_lengths=bags,
+                                   batch_size=b // 8)  # fmt: skip
+            pass_s = pass_cost_s(b, net, b // 8, small)
     rates = Rates(
         device=str(device),
         net_step_s=net,
@@ -259,5 +271,13 @@ def measure(cfg: RunConfig, dataset: Dataset, budgets: list[int] | None, progres
         d2h_bytes_per_s=d2h,
         overlaps=not device.is_host,
         device_free_bytes=device.memory_free(),
+        net_pass_s=pass_s,
     )
     return shape, rates, pops
+
+
+def pass_cost_s(big: int, big_s: float, small: int, small_s: float) -> float:
+    """The step time at zero batch on the line through (small, small_s) and (big, big_s):
+    what a pass costs whatever its size (0 when noise puts the line below zero)."""
+    per_input = (big_s - small_s) / (big - small)
+    return max(0.0, min(small_s - small * per_input, big_s))
