@@ -1,12 +1,15 @@
-"""Evaluation of a model over a loader: AUC, log loss and accuracy."""
+"""Evaluation of a model over a loader: AUC, log loss and accuracy; what a run reports of its
+embedding representation."""
 
 from __future__ import annotations
 
 import torch
 
-from hotrec.data.loader import BatchLoader
+from hotrec.data.format import SplitArrays
+from hotrec.data.loader import BatchLoader, make_batch
 from hotrec.device import Device, as_device
 from hotrec.distributed.group import SINGLE, Dist
+from hotrec.embeddings.describe import describe, lookup_ms
 from hotrec.models.dlrm import DLRM
 from hotrec.training.metrics import binary_metrics
 from hotrec.training.steps import autocast
@@ -37,3 +40,12 @@ def evaluate(
     if dist.active:  # rank order: the same scores as one process, in another order
         logits, labels = (torch.cat(dist.gather_rows(t)) for t in (logits, labels))
     return binary_metrics(logits, labels)
+
+
+def embedding_report(embeddings, split: SplitArrays, batch_size: int, device: Device) -> dict:
+    """The representation's size and FLOPs, and the latency of looking up the first batch of
+    `split`'s ids on `device` (median of 5 inference-mode calls)."""
+    batch = make_batch(split, slice(0, min(batch_size, len(split))))
+    sparse = device.to_device(batch.sparse)  # [B, T]
+    ms = lookup_ms(embeddings, sparse, device=device, bags=batch.bags)
+    return {**describe(embeddings), "lookup_ms": round(ms, 4), "lookup_batch": len(batch)}

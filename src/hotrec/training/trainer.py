@@ -11,13 +11,12 @@ import torch
 
 from hotrec.config import RunConfig
 from hotrec.data.format import SPLITS, Dataset, open_dataset
-from hotrec.data.loader import BatchLoader, make_batch
+from hotrec.data.loader import BatchLoader
 from hotrec.device import make_device, set_deterministic
 from hotrec.distributed.checkpoints import remove_older_shards, save_shards
 from hotrec.distributed.group import from_env
 from hotrec.distributed.sharded import Traffic, shard_state, without_stores
 from hotrec.distributed.training import check_supported, distribute, traffic_report
-from hotrec.embeddings.describe import describe, lookup_ms
 from hotrec.errors import HotrecError
 from hotrec.fileio import write_json_atomic
 from hotrec.models.builders import build_dlrm
@@ -27,7 +26,7 @@ from hotrec.training import runlog
 from hotrec.training.checkpoint import load_checkpoint, save_checkpoint
 from hotrec.training.context import StepContext
 from hotrec.training.diagnosis import why_non_finite
-from hotrec.training.evaluation import evaluate
+from hotrec.training.evaluation import embedding_report, evaluate
 from hotrec.training.interrupts import stop_on_signals
 from hotrec.training.notes import setting_notes
 from hotrec.training.optim import build_dense_optimizer
@@ -346,7 +345,12 @@ class Trainer:
             "notes": self.notes,
             **({"syncs_per_step": self.syncs.summary} if self.syncs.summary else {}),
             "placement": self.schedule.stats(),
-            "embedding": self._describe_embedding(),
+            "embedding": embedding_report(
+                self.model.embeddings,
+                self.dataset.split("train"),
+                self.cfg.data.batch_size,
+                self.device,
+            ),  # fmt: skip
         }
         if reason != "interrupted":
             result["val"] = self._eval_record("val", 0, log)
@@ -362,19 +366,6 @@ class Trainer:
         if self.dist.main:
             write_json_atomic(self.run_dir / runlog.RESULT, result)
         return result
-
-    def _describe_embedding(self) -> dict:
-        """The representation's size and FLOPs, and the latency of looking up one batch of
-        training ids (median of 5 inference-mode calls)."""
-        split = self.dataset.split("train")
-        batch = make_batch(split, slice(0, min(self.cfg.data.batch_size, len(split))))
-        sparse = self.device.to_device(batch.sparse)  # [B, T]
-        ms = lookup_ms(self.model.embeddings, sparse, device=self.device, bags=batch.bags)
-        return {
-            **describe(self.model.embeddings),
-            "lookup_ms": round(ms, 4),
-            "lookup_batch": len(batch),
-        }
 
     def _train_record(self, loss: float, rate: float) -> dict:
         st = self.state
