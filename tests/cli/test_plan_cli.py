@@ -54,6 +54,12 @@ def test_plan_on_a_device_measures_the_cost_of_a_pass(toy_dataset, capsys, monke
     net = out["rates"]["net_step_s"]
     hotline = next(p for p in out["predictions"] if p["schedule"] == "hotline")
     assert hotline["step_s"] >= net + 0.004
+    assert main(["plan", "--data", str(toy_dataset), "--preset", "tiny", "--json",
+                 "--device", "emulated", "--budgets", "1KiB",
+                 "--set", "placement.hotline_split='fused'"]) == 0  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    hotline = next(p for p in out["predictions"] if p["schedule"] == "hotline")
+    assert hotline["step_s"] < out["rates"]["net_step_s"] + 0.004  # one pass: not paid again
 
 
 def test_plan_refuses_what_it_cannot_predict_in_one_line(toy_dataset, capsys):

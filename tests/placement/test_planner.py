@@ -65,6 +65,10 @@ def test_hotline_on_a_device_pays_the_network_pass_twice_and_the_host_once():
     assert split.step_s == pytest.approx(0.010 + 0.003 + back)  # two micro-batches
     fused = predict("hotline", SHAPE, rates(net_pass_s=0.003, **link), POP)
     assert fused.step_s == pytest.approx(predict("hotline", SHAPE, rates(**link), POP).step_s)
+    one_pass = rates(overlaps=True, net_pass_s=0.003, **link)  # placement.hotline_split=fused
+    assert predict("hotline", SHAPE, one_pass, POP, hotline_split=False).step_s == pytest.approx(
+        0.010 + back
+    )
     for other in ("baseline", "device_only", "fae"):  # one pass per batch: unchanged
         with_pass = predict(other, SHAPE, rates(overlaps=True, net_pass_s=0.003), POP)
         assert with_pass.step_s == predict(other, SHAPE, rates(overlaps=True), POP).step_s

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     say = (lambda m: None) if args.json else (lambda m: progress.print(f"[dim]{m}...[/dim]"))
     shape, rates, pops = measure(cfg, dataset, budgets, progress=say)
-    result = plan(shape, rates, pops)
+    result = plan(shape, rates, pops, hotline_split=cfg.placement.hotline_split != "fused")
     best = result["recommended"]
     command = recommended_command(args, best)
     if args.json:

@@ -12,7 +12,7 @@ mini-batch of B inputs with K lookups each, rows of D values of 4 bytes:
                where the device has its own memory and a side stream) + the cold lookups'
                gradients copied back and applied on host; on such a device the batch runs as
                two micro-batches (popular, non-popular), so the network's fixed cost of a
-               pass (`pass`) is paid once more
+               pass (`pass`) is paid once more (not with placement.hotline_split=fused)
 
 `net` is measured with every row on the device, so it includes the device-side row work;
 `pass` is the part of it that does not grow with the batch (op dispatch, kernel launches),
@@ -90,8 +90,11 @@ def _copy_s(nbytes: float, rate: float | None) -> float:
     return 0.0 if rate is None else nbytes / rate
 
 
-def predict(schedule: str, shape: Shape, rates: Rates, pop: Popularity | None) -> Prediction:
-    """The predicted step time of `schedule` (pop: the hot budget's shares, for fae/hotline)."""
+def predict(
+    schedule: str, shape: Shape, rates: Rates, pop: Popularity | None, hotline_split: bool = True
+) -> Prediction:
+    """The predicted step time of `schedule` (pop: the hot budget's shares, for fae/hotline;
+    hotline_split False: `placement.hotline_split=fused`, one pass of the network anywhere)."""
     n = shape.batch_size * shape.lookups  # lookups per batch
     row = shape.dim * BYTES_PER_VALUE
     host_row = rates.host_gather_s_per_row + rates.host_update_s_per_row
@@ -134,19 +137,20 @@ def predict(schedule: str, shape: Shape, rates: Rates, pop: Popularity | None) -
         ahead += _copy_s(gathered * row, rates.h2d_bytes_per_s)
         back = cold * rates.host_update_s_per_row + _copy_s(cold * row, rates.d2h_bytes_per_s)
         if rates.overlaps:  # split into two micro-batches: one more pass of the network
-            t = max(net + rates.net_pass_s, ahead) + back
+            t = max(net + (rates.net_pass_s if hotline_split else 0.0), ahead) + back
         else:  # the host: one fused pass, nothing hidden
             t = net + ahead + back
         return done(t, gathered * row, cold * row)
     raise ValueError(f"unknown schedule {schedule!r}")
 
 
-def plan(shape: Shape, rates: Rates, budgets: list[Popularity]) -> dict:
+def plan(shape: Shape, rates: Rates, budgets: list[Popularity], hotline_split: bool = True) -> dict:
     """Every schedule's prediction (fae and hotline under each budget) and a recommendation:
     the fastest predicted, device_only first among near-equals (it is the simplest)."""
     preds = [predict("baseline", shape, rates, None), predict("device_only", shape, rates, None)]
     for pop in budgets:
-        preds += [predict(s, shape, rates, pop) for s in ("fae", "hotline")]
+        preds.append(predict("fae", shape, rates, pop))
+        preds.append(predict("hotline", shape, rates, pop, hotline_split))
     feasible = [p for p in preds if p.step_s is not None]
     best = min(feasible, key=lambda p: p.step_s)
     simple = next((p for p in feasible if p.schedule == "device_only"), None)
